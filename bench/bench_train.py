@@ -1,0 +1,99 @@
+"""Training throughput on CPU: a plain fp32 eager loop vs maskgen's `train_step` (bf16 autocast, EMA, clipping, schedule).
+
+Same model (Net(16, layers [1,1,2,1]), same initial weights), same batches (16 crops of 128x128), one process.
+The variants run interleaved, step by step, so other load on the machine slows each alike.
+Prints one JSON object with crops/s (wall clock and CPU time) per variant.
+
+    python bench/bench_train.py [--steps 8] [--warmup 2] [--compile] [--threads 1]
+"""
+import argparse, copy, json, os, time
+import torch
+import torch.nn.functional as F
+
+CONFIG = dict(channels=16, layers=[1, 1, 2, 1], stochastic_depth=0.1, ema=0.999, img_size=128, crop_per_img=4, batch_size=16,
+              lr=1e-3, weight_decay=0.05, warmup_epoch=1, scheduler_params={'T-max': 100}, epochs=1, gradient_clip=1.0,
+              num_workers=0, device='cpu')
+
+
+def bench_batches(n, seed=0):
+    "`n` batches of 16 images (3,128,128) in [-1,1] with masks of bright squares, made once and reused by every variant."
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n):
+        masks = torch.zeros(16, 1, 128, 128)
+        for m in masks:
+            y, x, s = torch.randint(0, 96, (2,), generator=g).tolist() + [int(torch.randint(8, 32, (1,), generator=g))]
+            m[:, y:y + s, x:x + s] = 1
+        images = (masks * 1.2 - 0.6).expand(-1, 3, -1, -1) + 0.2 * torch.randn(16, 3, 128, 128, generator=g)
+        batches.append((images.clamp(-1, 1).contiguous(), masks))
+    return batches
+
+
+def plain_fp32(model):
+    "The baseline step: the textbook eager fp32 loop (AdamW, BCE-with-logits), nothing else."
+    opt = torch.optim.AdamW(model.parameters(), lr=CONFIG['lr'], weight_decay=CONFIG['weight_decay'])
+    model.train()
+    def step(images, masks):
+        loss = F.binary_cross_entropy_with_logits(model(images), masks)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        return loss.detach()
+    return step, 'float32'
+
+
+def maskgen_step(model, n_batches, **overrides):
+    "maskgen's `train_step`: autocast, float32 loss, clipping, per-step schedule and EMA update (and torch.compile if asked)."
+    from maskgen.train import make_train_state, train_config, train_step
+    state = make_train_state(train_config({**CONFIG, **overrides}), steps_per_epoch=n_batches)
+    state.model.load_state_dict(model.state_dict())
+    state.ema.module.load_state_dict(model.state_dict())
+    return (lambda x, y: train_step(state, x, y)), str(state.amp_dtype or 'float32').replace('torch.', '')
+
+
+def run(steps:dict, batches, warmup):
+    "Crops/s of each step function over `batches` after `warmup` untimed steps, the variants interleaved step by step."
+    for step in steps.values():
+        for images, masks in batches[:warmup]: step(images, masks)
+    wall, cpu, losses = {k: 0. for k in steps}, {k: 0. for k in steps}, {k: [] for k in steps}
+    for images, masks in batches[warmup:]:   # interleaved, so load from other processes hits every variant alike
+        for k, step in steps.items():
+            t, c = time.perf_counter(), time.process_time()
+            losses[k].append(float(step(images, masks)))
+            wall[k] += time.perf_counter() - t; cpu[k] += time.process_time() - c
+    crops = sum(len(x) for x, _ in batches[warmup:])
+    return {k: dict(crops_per_s=round(crops / wall[k], 2), crops_per_cpu_s=round(crops / cpu[k], 2), seconds=round(wall[k], 2),
+                    first_loss=round(losses[k][0], 4), last_loss=round(losses[k][-1], 4)) for k in steps}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--steps', type=int, default=8, help='timed steps per variant')
+    ap.add_argument('--warmup', type=int, default=2, help='untimed steps first (compile happens here)')
+    ap.add_argument('--compile', action='store_true', help='also time maskgen with torch.compile')
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice); 1 is steadier on a busy machine')
+    args = ap.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
+
+    from maskgen.model import Net
+    from maskgen.train import amp_settings
+    torch.manual_seed(0)
+    model = Net(CONFIG['channels'], CONFIG)
+    batches = bench_batches(args.warmup + args.steps)
+    res = dict(model=repr(model), batch=list(batches[0][0].shape), threads=torch.get_num_threads(), torch=torch.__version__,
+               cpu_bf16=amp_settings('auto', torch.device('cpu'))[0] is not None, variants={})
+    n = len(batches)
+    steps, amp = {}, {}
+    steps['plain_fp32_eager'], amp['plain_fp32_eager'] = plain_fp32(copy.deepcopy(model))
+    steps['maskgen_fp32'], amp['maskgen_fp32'] = maskgen_step(copy.deepcopy(model), n, amp='off')
+    steps['maskgen_auto_amp'], amp['maskgen_auto_amp'] = maskgen_step(copy.deepcopy(model), n, amp='auto')
+    if args.compile: steps['maskgen_auto_amp_compile'], amp['maskgen_auto_amp_compile'] = maskgen_step(copy.deepcopy(model), n, amp='auto', compile=True)
+    V = res['variants'] = run(steps, batches, args.warmup)
+    for k in V: V[k]['precision'] = amp[k]
+    res['load_average'] = list(os.getloadavg()) if hasattr(os, 'getloadavg') else None
+    base, base_cpu = V['plain_fp32_eager']['crops_per_s'], V['plain_fp32_eager']['crops_per_cpu_s']
+    res['speedup_vs_plain_fp32'] = {k: round(v['crops_per_s'] / base, 2) for k, v in V.items()}
+    res['cpu_time_speedup_vs_plain_fp32'] = {k: round(v['crops_per_cpu_s'] / base_cpu, 2) for k, v in V.items()}
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == '__main__':
+    main()
