@@ -80,7 +80,10 @@ def main():
     ap.add_argument('--size', type=int, default=512)
     ap.add_argument('--weights', default=None, help='checkpoint to evaluate instead of the embedded default')
     ap.add_argument('--out', default=None)
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
     args = ap.parse_args()
+    import torch
+    if args.threads: torch.set_num_threads(args.threads)
     from maskgen.generator import MaskGenerator
     from maskgen.synth import synth_image, KINDS
     gen = MaskGenerator(args.weights, device='cpu')
@@ -91,7 +94,7 @@ def main():
             bit_depth, rgb = (8, 16)[j % 2], (kind == 'he') or (j % 3 == 2)
             img, truth = synth_image(kind, size=args.size, seed=TEST_SEED0 + i, bit_depth=bit_depth, rgb=rgb)
             cases.append((kind, img, truth)); i += 1
-    res = {'model': repr(gen), 'metadata': {k: gen.info['metadata'].get(k) for k in ('name', 'version')},
+    res = {'model': repr(gen), 'threads': torch.get_num_threads(), 'metadata': {k: gen.info['metadata'].get(k) for k in ('name', 'version')},
            'threshold': gen.threshold, 'tile_strategy': tile, 'synthetic': evaluate(gen, cases, tile)}
     # blend windows: agreement of tiled and whole-image probabilities on the synthetic test images
     windows = {}

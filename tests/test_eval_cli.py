@@ -1,0 +1,94 @@
+"`maskgen eval` and `--from-run` as a user runs them: a run folder and a data folder in, JSON results out, mistakes caught first."
+import json, os, time
+import numpy as np
+import pytest
+from PIL import Image
+from conftest import run_maskgen
+
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+@pytest.fixture(scope='session')
+def data(tmp_path_factory):
+    "A small synthetic data set: 4 training and 2 validation images of 96 px."
+    from maskgen.synth import make_dataset
+    return make_dataset(tmp_path_factory.mktemp('eval') / 'data', n_train=4, n_val=2, size=96, seed=0)
+
+
+@pytest.fixture(scope='session')
+def run(tmp_path_factory, data):
+    "A finished one-epoch training run of a tiny model."
+    import torch
+    from maskgen.train import train
+    torch.set_num_threads(1)
+    cfg = dict(channels=8, layers=[1, 1, 1, 1], stochastic_depth=0.1, ema=0.9, img_size=64, crop_per_img=2, batch_size=4, lr=2e-3,
+               weight_decay=0.05, warmup_epoch=1, scheduler_params={'T-max': 4}, epochs=1, clip_grad=1.0, num_workers=0)
+    return train(cfg, tmp_path_factory.mktemp('eval') / 'run', data, use_wandb=False, progress=False)
+
+
+def test_eval_from_run_writes_summary_and_per_image(tmp_path, data, run):
+    out = tmp_path / 'eval'
+    r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '-o', out, '--device', 'cpu', env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ['per_image.jsonl', 'summary.json']
+    rows = [json.loads(line) for line in (out / 'per_image.jsonl').read_text().splitlines()]
+    summary = json.loads((out / 'summary.json').read_text())
+    assert len(rows) == summary['n'] == 2
+    assert {'stem', 'dice', 'iou', 'precision', 'recall', 'fg_fraction_gt', 'fg_fraction_pred'} <= set(rows[0])
+    assert summary['mean_dice'] == pytest.approx(np.mean([r['dice'] for r in rows]))
+    assert 0 <= summary['pooled_dice'] <= 1 and 0 <= summary['pooled_iou'] <= summary['pooled_dice']
+    assert summary['threshold'] == run.threshold and summary['threshold_source'] == 'calibrated'
+    assert summary['weights'] == str(run.best_safetensors) and summary['split'] == 'val'
+    assert f"Dice {summary['mean_dice']:.4f} mean" in r.stdout and 'summary.json' in r.stdout
+
+
+def test_eval_weights_options_and_masks(tmp_path, data, tiny_weights):
+    out = tmp_path / 'eval'
+    r = run_maskgen('eval', '--weights', tiny_weights, '--data-root', data, '--split', 'train', '-o', out, '--threshold', '0.3',
+                    '--tile-size', '64', '--overlap', '16', '--save-masks', '--fiftyone', '--device', 'cpu', env=ENV)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert (summary['n'], summary['threshold'], summary['threshold_source']) == (4, 0.3, 'given')
+    assert summary['strategy'] == {'name': 'tile', 'tile_size': 64, 'overlap': 16, 'window': 'hann'}
+    stems = sorted(p.stem for p in (data / 'train' / 'images').iterdir())
+    assert sorted(p.name for p in (out / 'masks').iterdir()) == sorted([f'{s}_mask.png' for s in stems] + [f'{s}_prob.tif' for s in stems])
+    mask = np.asarray(Image.open(out / 'masks' / f'{stems[0]}_mask.png'))
+    assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+    assert 'maskgen browse --images' in r.stdout
+
+
+def test_missing_checkpoint_fails_fast(tmp_path, data):
+    out = tmp_path / 'eval'
+    t0 = time.perf_counter()
+    r = run_maskgen('eval', '--weights', tmp_path / 'missing.safetensors', '--data-root', data, '-o', out, env=ENV)
+    assert r.returncode == 2 and 'missing.safetensors does not exist' in r.stderr, r.stderr
+    r = run_maskgen('eval', '--from-run', tmp_path / 'no_run', '--data-root', data, '-o', out, env=ENV)
+    assert r.returncode == 2 and 'no_run does not exist' in r.stderr and 'train first' in r.stderr, r.stderr
+    (tmp_path / 'unfinished').mkdir()
+    r = run_maskgen('eval', '--from-run', tmp_path / 'unfinished', '--data-root', data, '-o', out, env=ENV)
+    assert r.returncode == 2 and 'has no best.safetensors' in r.stderr, r.stderr
+    assert not out.exists()                   # nothing written
+    assert time.perf_counter() - t0 < 60      # three interpreter starts, no image work
+
+
+def test_incompatible_checkpoint_and_bad_options(tmp_path, data):
+    import torch
+    from safetensors.torch import save_file
+    save_file({'weight': torch.zeros(2, 2)}, str(tmp_path / 'linear.safetensors'))
+    r = run_maskgen('eval', '--weights', tmp_path / 'linear.safetensors', '--data-root', data, '-o', tmp_path / 'o', env=ENV)
+    assert r.returncode == 2 and 'not a maskgen Net' in r.stderr, r.stderr
+    r = run_maskgen('eval', '--data-root', tmp_path / 'nodata', '--weights', tmp_path / 'linear.safetensors', env=ENV)
+    assert r.returncode == 2
+    r = run_maskgen('eval', '--threshold', 'high', env=ENV)
+    assert r.returncode == 2 and "--threshold 'high'" in r.stderr
+
+
+def test_predict_from_run(tmp_path, data, run):
+    out = tmp_path / 'masks'
+    r = run_maskgen('predict', data / 'val' / 'images', '-o', out, '--from-run', run.run_dir, '--threshold', 'auto',
+                    '--device', 'cpu', '--quiet', env=ENV)
+    assert r.returncode == 0, r.stderr
+    stems = sorted(p.stem for p in (data / 'val' / 'images').iterdir())
+    assert sorted(p.name for p in out.iterdir()) == [f'{s}_mask.png' for s in stems]
+    r = run_maskgen('predict', data / 'val' / 'images', '-o', out, '--from-run', tmp_path / 'no_run', env=ENV)
+    assert r.returncode == 2 and 'train first' in r.stderr, r.stderr
