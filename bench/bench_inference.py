@@ -105,8 +105,10 @@ def main():
     ap.add_argument('--original-memory-size', type=int, default=4096)
     ap.add_argument('--skip-monai', action='store_true')
     ap.add_argument('--skip-memory', action='store_true')
+    ap.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument('--memory-probe', nargs=2, metavar=('SIZE', 'WHICH'), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
     if args.memory_probe: return memory_probe(int(args.memory_probe[0]), args.memory_probe[1])
 
     from maskgen.generator import MaskGenerator
@@ -143,7 +145,8 @@ def main():
     if not args.skip_memory:
         mem = {}
         for size, which in [(args.memory_size, 'maskgen'), (args.original_memory_size, 'original')]:
-            out = subprocess.run([sys.executable, __file__, '--memory-probe', str(size), which], capture_output=True, text=True)
+            out = subprocess.run([sys.executable, __file__, '--memory-probe', str(size), which] + (['--threads', str(args.threads)] if args.threads else []),
+                                 capture_output=True, text=True)
             mem[f'{which}_{size}'] = json.loads(out.stdout) if out.returncode == 0 else {'error': out.stderr[-500:]}
         res['memory'] = mem
     print(json.dumps(res, indent=1))
