@@ -152,7 +152,7 @@ def test_browse_cli_serves_until_ctrl_c(fiftyone_env, lab_split, tmp_path):
         with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=30) as r: assert r.status == 200
         assert len(jsonl.read_text().splitlines()) == 4
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        assert proc.wait(180) == 0   # closing the App and its server takes a while on a loaded 2-core machine
     finally:
         if proc.poll() is None: proc.kill(); proc.wait()
     deadline = time.monotonic() + 20
