@@ -32,13 +32,14 @@ def clean_state_dict(
 def infer_config(
     state_dict:dict, # cleaned `Net` weights
 )->dict:
-    "The `Net` config (`channels`, `layers`) that produced `state_dict`, read from its keys and shapes."
+    "The `Net` config (`channels`, `layers`, `norm`) that produced `state_dict`, read from its keys and shapes."
     if 'encoder.stem.0.weight' not in state_dict:
         raise ValueError("These weights are not a maskgen Net: there is no 'encoder.stem.0.weight' "
                          f"(first keys: {list(state_dict)[:5]}). Pass a checkpoint saved by maskgen or the lab's training code")
     channels = state_dict['encoder.stem.0.weight'].shape[0]
     layers = [len({k.split('.')[2] for k in state_dict if k.startswith(f'encoder.stage{i}.')}) for i in range(1, 5)]
-    return dict(channels=int(channels), layers=layers)
+    norm = 'global' if any(k.endswith('.gamma') for k in state_dict) else 'local'   # only GRN has a gamma
+    return dict(channels=int(channels), layers=layers, norm=norm)
 
 # %% ../nbs/02_checkpoint.ipynb #1b5f69c3
 def load_weights(

@@ -43,7 +43,6 @@ def fused_head(
     strips = [(r, min(H, r + rows)) for r in range(0, H, rows)]
     wf = final.weight.reshape(C)
     a = wf @ pw2.weight.reshape(C, 4 * C)                           # final ∘ pw2, a (4C,) vector
-    const = wf @ (pw2.weight.reshape(C, 4 * C) @ grn.beta + pw2.bias) + final.bias.reshape(())
     W1, b1 = pw1.weight.reshape(4 * C, C), pw1.bias
     cdt = torch.bfloat16 if precision == 'bf16' else features.dtype
 
@@ -56,6 +55,16 @@ def fused_head(
         d = F.conv2d(F.pad(u, (3, 3, 3 - (r0 - lo), 3 - (hi - r1))), dw.weight, groups=C)
         return u[:, :, r0 - lo: r0 - lo + r1 - r0], d
 
+    if not isinstance(gn, nn.GroupNorm):   # norm='local': ChannelNorm and no GRN, so each pixel on its own, in one pass
+        Wt, bt = (W1 * gn.weight[None]).t().to(cdt), (b1 + W1 @ gn.bias).to(cdt)
+        const = wf @ pw2.bias + final.bias.reshape(())
+        out = features.new_empty(N, 1, H, W)
+        for r0, r1 in strips:
+            u, d = strip(r0, r1)
+            for i in range(N):
+                z = F.gelu(torch.addmm(bt, F.layer_norm(d[i].permute(1, 2, 0).reshape(-1, C), (C,), eps=gn.eps).to(cdt), Wt))
+                out[i, 0, r0:r1] = (z.float() @ a + u[i].permute(1, 2, 0).reshape(-1, C) @ wf + const).view(r1 - r0, W)
+        return out
     # pass 1: GroupNorm(1, C) statistics of d, per sample
     stats = [[] for _ in range(N)]
     for r0, r1 in strips:
@@ -81,6 +90,7 @@ def fused_head(
         d = strip(r0, r1)[1]
         for i in range(N): sq[i] += expand(d, i).float().pow(2).sum(0)
     gx = sq.sqrt()
+    const = wf @ (pw2.weight.reshape(C, 4 * C) @ grn.beta + pw2.bias) + final.bias.reshape(())
     v = a * (1 + grn.gamma * gx / (gx.mean(1, keepdim=True) + grn.eps))   # (N, 4C)
     # pass 3: the output, residual included
     out = features.new_empty(N, 1, H, W)

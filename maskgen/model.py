@@ -5,10 +5,12 @@
 # %% ../nbs/01_model.ipynb #56fb244d
 from __future__ import annotations
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['LAB_CONFIG', 'GRN', 'drop_path', 'Block', 'net_config', 'Encoder', 'Decoder', 'Net']
+__all__ = ['NORMS', 'LAB_CONFIG', 'MODEL_KEYS', 'GRN', 'ChannelNorm', 'norm_layer', 'drop_path', 'Block', 'net_config', 'Encoder',
+           'Decoder', 'Net']
 
 # %% ../nbs/01_model.ipynb #de5ae7e4
 class GRN(nn.Module):
@@ -25,6 +27,32 @@ class GRN(nn.Module):
         nx = gx / (gx.mean(dim=1, keepdim=True) + self.eps)           # relative to the mean over channels
         return torch.addcmul(x + self.beta.view(1, -1, 1, 1), self.gamma.view(1, -1, 1, 1), x * nx)
 
+# %% ../nbs/01_model.ipynb #b228a455
+class ChannelNorm(nn.Module):
+    "LayerNorm over the channels of each pixel of (N,C,H,W) tensors: statistics that never look beyond the pixel."
+    def __init__(self,
+        dim:int,          # number of channels
+        eps:float=1e-6,   # added to the variance
+    ):
+        super().__init__()
+        self.weight, self.bias, self.eps, self.dim = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim)), eps, dim
+
+    def forward(self, x:Tensor)->Tensor:
+        return F.layer_norm(x.permute(0, 2, 3, 1), (self.dim,), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+
+    def extra_repr(self)->str: return f"{self.dim}, eps={self.eps}"
+
+# %% ../nbs/01_model.ipynb #fa60167c
+NORMS = ('global', 'local')
+
+def norm_layer(
+    dim:int,              # number of channels
+    norm:str='global',    # 'global' (the lab's GroupNorm(1, C)) or 'local' (`ChannelNorm`)
+)->nn.Module:
+    "The normalization layer of `norm` for `dim` channels."
+    if norm not in NORMS: raise ValueError(f"norm={norm!r}: use 'global' (the lab's models) or 'local' (tile-consistent)")
+    return nn.GroupNorm(1, dim) if norm == 'global' else ChannelNorm(dim)
+
 # %% ../nbs/01_model.ipynb #6a6cdcdc
 def drop_path(x:Tensor, p:float, training:bool)->Tensor:
     "Stochastic depth: drop whole samples of the residual branch `x` with probability `p` while training."
@@ -34,18 +62,19 @@ def drop_path(x:Tensor, p:float, training:bool)->Tensor:
 
 # %% ../nbs/01_model.ipynb #3c9c6268
 class Block(nn.Module):
-    "ConvNeXt-V2 block: depthwise 7×7 conv, norm, 1×1 expand ×4, GELU, GRN, 1×1 project, plus the residual."
+    "ConvNeXt-V2 block: depthwise 7×7 conv, norm, 1×1 expand ×4, GELU, GRN (global norm only), 1×1 project, plus the residual."
     def __init__(self,
         dim:int,               # channels in and out
         drop_rate:float=0.,    # stochastic depth probability of this block
+        norm:str='global',     # 'global': GroupNorm(1, C) and GRN, as the lab; 'local': `ChannelNorm` and no GRN
     ):
         super().__init__()
         self.block = nn.Sequential(
             nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=False),
-            nn.GroupNorm(1, dim),
+            norm_layer(dim, norm),
             nn.Conv2d(dim, 4 * dim, 1),
             nn.GELU(),
-            GRN(4 * dim),
+            GRN(4 * dim) if norm == 'global' else nn.Identity(),
             nn.Conv2d(4 * dim, dim, 1))
         self.drop_rate = drop_rate
 
@@ -53,14 +82,15 @@ class Block(nn.Module):
 
 # %% ../nbs/01_model.ipynb #dbbd63ac
 LAB_CONFIG = dict(channels=128, layers=[1, 2, 4, 2], stochastic_depth=0.1)
+MODEL_KEYS = (*LAB_CONFIG, 'norm')   # the config keys that define the network
 
 # %% ../nbs/01_model.ipynb #283e3bed
 def net_config(
-    config:dict|None=None, # any dict with `layers`, `stochastic_depth` and optionally `channels`; other keys are ignored
+    config:dict|None=None, # any dict with `layers`, `stochastic_depth` and optionally `channels` and `norm`; other keys are ignored
     **kwargs,              # overrides
 )->dict:
     "The model part of `config`, with the lab defaults filled in and checked."
-    cfg = {**LAB_CONFIG, **{k: v for k, v in (config or {}).items() if k in LAB_CONFIG}, **kwargs}
+    cfg = {**LAB_CONFIG, 'norm': 'global', **{k: v for k, v in (config or {}).items() if k in MODEL_KEYS}, **kwargs}
     layers = cfg['layers']
     if not (isinstance(layers, (list, tuple)) and len(layers) == 4 and all(isinstance(n, int) and n >= 1 for n in layers)):
         raise ValueError(f"config['layers'] must be 4 positive block counts, one per stage, e.g. [1, 2, 4, 2]; got {layers!r}")
@@ -68,12 +98,14 @@ def net_config(
         raise ValueError(f"channels must be a positive integer, e.g. 128; got {cfg['channels']!r}")
     if not 0 <= cfg['stochastic_depth'] < 1:
         raise ValueError(f"config['stochastic_depth'] must be in [0, 1), e.g. 0.1; got {cfg['stochastic_depth']!r}")
-    return dict(channels=cfg['channels'], layers=list(layers), stochastic_depth=float(cfg['stochastic_depth']))
+    if cfg['norm'] not in NORMS:
+        raise ValueError(f"config['norm'] must be 'global' (the lab's models) or 'local' (tile-consistent); got {cfg['norm']!r}")
+    return dict(channels=cfg['channels'], layers=list(layers), stochastic_depth=float(cfg['stochastic_depth']), norm=cfg['norm'])
 
 # %% ../nbs/01_model.ipynb #ef4c0f0b
-def _down(c:int)->nn.Sequential: return nn.Sequential(nn.GroupNorm(1, c), nn.Conv2d(c, 2 * c, 2, stride=2))
-def _up(c_in:int, c_out:int)->nn.Sequential:
-    return nn.Sequential(nn.GroupNorm(1, c_in), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False))
+def _down(c:int, norm:str)->nn.Sequential: return nn.Sequential(norm_layer(c, norm), nn.Conv2d(c, 2 * c, 2, stride=2))
+def _up(c_in:int, c_out:int, norm:str)->nn.Sequential:
+    return nn.Sequential(norm_layer(c_in, norm), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False))
 
 # %% ../nbs/01_model.ipynb #74ed1086
 class Encoder(nn.Module):
@@ -82,15 +114,16 @@ class Encoder(nn.Module):
         channels:int,           # width C of the first stage
         layers:list[int],       # blocks per stage
         stochastic_depth:float, # drop rate of the deepest block; rises linearly from 0
+        norm:str='global',      # 'global' or 'local', see `Block`
     ):
         super().__init__()
         C = channels
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 4, stride=4, bias=False), nn.GroupNorm(1, C))
+        self.stem = nn.Sequential(nn.Conv2d(3, C, 4, stride=4, bias=False), norm_layer(C, norm))
         rates = torch.linspace(0, stochastic_depth, sum(layers)).tolist()
         starts = [sum(layers[:i]) for i in range(4)]
         for i, (n, start) in enumerate(zip(layers, starts)):
-            setattr(self, f'stage{i+1}', nn.Sequential(*[Block(C * 2**i, rates[start + j]) for j in range(n)]))
-        for i in range(3): setattr(self, f'down{i+1}', _down(C * 2**i))
+            setattr(self, f'stage{i+1}', nn.Sequential(*[Block(C * 2**i, rates[start + j], norm) for j in range(n)]))
+        for i in range(3): setattr(self, f'down{i+1}', _down(C * 2**i, norm))
 
     def forward(self, x:Tensor)->list[Tensor]:
         s1 = self.stage1(self.stem(x))
@@ -101,14 +134,17 @@ class Encoder(nn.Module):
 # %% ../nbs/01_model.ipynb #c87fa58c
 class Decoder(nn.Module):
     "U-Net decoder: transposed-conv upsampling, skip concatenation and a refining block per level, then ×4 to full size."
-    def __init__(self, channels:int): # width C of the encoder's first stage
+    def __init__(self,
+        channels:int,        # width C of the encoder's first stage
+        norm:str='global',   # 'global' or 'local', see `Block`
+    ):
         super().__init__()
         C = channels
-        self.up1, self.ref1 = _up(8 * C, 4 * C), Block(8 * C)
-        self.up2, self.ref2 = _up(8 * C, 2 * C), Block(4 * C)
-        self.up3, self.ref3a, self.ref3b = _up(4 * C, C), Block(2 * C), Block(2 * C)
+        self.up1, self.ref1 = _up(8 * C, 4 * C, norm), Block(8 * C, norm=norm)
+        self.up2, self.ref2 = _up(8 * C, 2 * C, norm), Block(4 * C, norm=norm)
+        self.up3, self.ref3a, self.ref3b = _up(4 * C, C, norm), Block(2 * C, norm=norm), Block(2 * C, norm=norm)
         self.predict = nn.Sequential(nn.Upsample(scale_factor=4, mode='bilinear', align_corners=False),
-                                     Block(2 * C), nn.Conv2d(2 * C, 1, 1))
+                                     Block(2 * C, norm=norm), nn.Conv2d(2 * C, 1, 1))
 
     def features(self, skips:list[Tensor])->Tensor:
         "The 2C-channel features at stride 4, before the full-resolution head."
@@ -125,12 +161,12 @@ class Net(nn.Module):
     stride = 32
     def __init__(self,
         channels:int=128,       # width C of the first stage (the lab model uses 128)
-        config:dict|None=None,  # `layers` and `stochastic_depth`; see `net_config`
+        config:dict|None=None,  # `layers`, `stochastic_depth` and `norm`; see `net_config`
     ):
         super().__init__()
         self.config = net_config(config, channels=channels)
-        self.encoder = Encoder(channels, self.config['layers'], self.config['stochastic_depth'])
-        self.decoder = Decoder(channels)
+        self.encoder = Encoder(channels, self.config['layers'], self.config['stochastic_depth'], self.config['norm'])
+        self.decoder = Decoder(channels, self.config['norm'])
 
     def forward(self, x:Tensor)->Tensor:
         h, w = x.shape[-2:]
@@ -142,4 +178,5 @@ class Net(nn.Module):
 
     def __repr__(self):
         n = sum(p.numel() for p in self.parameters())
-        return f"Net(channels={self.config['channels']}, layers={self.config['layers']}, params={n/1e6:.2f}M)"
+        norm = ", norm='local'" if self.config['norm'] == 'local' else ''
+        return f"Net(channels={self.config['channels']}, layers={self.config['layers']}{norm}, params={n/1e6:.2f}M)"

@@ -16,7 +16,7 @@ __all__ = ['KINDS', 'SYNTH_VERSION', 'FOREGROUND', 'HE_STAINS', 'SYNTH_OPTIONS',
 
 # %% ../nbs/07_synth.ipynb #e5f74c56
 KINDS = ('nuclei', 'brightfield', 'phase', 'he', 'particles')
-SYNTH_VERSION = 1  # bump when a seed no longer gives the same image
+SYNTH_VERSION = 3  # bump when a seed no longer gives the same image
 FOREGROUND = {
     'nuclei': 'in-focus fluorescent nuclei; blurred out-of-focus nuclei (haze) are background',
     'brightfield': 'unstained cells in transmitted light, up to the outer edge of their rim; debris is background',
@@ -241,9 +241,9 @@ def _render_nuclei(
     elong = np.where(rng.random(n) < 0.15, rng.uniform(1.5, 2.4, n), rng.uniform(1.0, 1.35, n))
     a, b, angle = radius * np.sqrt(elong), radius / np.sqrt(elong), rng.uniform(0, np.pi, n)
     amps, phases = _wobble(rng, n, rng.uniform(0.01, 0.07))
-    bright = np.clip(rng.lognormal(0, 0.45, n), 0.15, 3)
-    dim = rng.random(n) < 0.12
-    bright[dim] = rng.uniform(0.12, 0.3, int(dim.sum()))
+    bright = np.clip(rng.lognormal(0, rng.uniform(0.3, 0.75), n), 0.12, 4)   # some images even, some very uneven
+    dim = rng.random(n) < rng.uniform(0.05, 0.4)                            # faint nuclei among bright ones, as in real stains
+    bright[dim] = rng.uniform(0.1, 0.35, int(dim.sum()))
     bright[mitotic] *= 2
     cy, cx = _scatter_centres(rng, n, shape, rng.uniform(0, 0.7), 1.5 * r0)
     texture = _smooth_field(rng, shape, rng.uniform(1.2, 3))
@@ -255,7 +255,7 @@ def _render_nuclei(
                       * np.maximum(1 + t * texture[sl], 0.1))
         mask[sl] |= d > 0
     if opts['haze']:
-        scene += _out_of_focus(rng, shape, r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.05, 0.4))
+        scene += _out_of_focus(rng, shape, r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.02, 0.2), sigma=(6, 16))
     scene += np.float32(rng.uniform(0.005, 0.06)) * np.maximum(1 + 0.4 * _smooth_field(rng, shape, rng.uniform(40, 200)), 0)
     return scene, mask
 
@@ -448,7 +448,7 @@ def _acquire(
     illum = _illumination(rng, scene.shape[:2], rng.uniform(0, 1) if s is None else s)
     img = scene * (illum[..., None] if scene.ndim == 3 else illum)
     sigma = opts['blur']
-    if sigma is None: sigma = rng.uniform(0.4, 1.6) if fluorescence else rng.uniform(0.3, 1.1)
+    if sigma is None: sigma = rng.uniform(0.4, 2.2) if fluorescence else rng.uniform(0.3, 1.1)
     img = _gaussian_blur(img, sigma)
     photons = math.exp(rng.uniform(math.log(15), math.log(1500)) if fluorescence else rng.uniform(math.log(300), math.log(5000)))
     read = rng.uniform(0.001, 0.012)
@@ -502,7 +502,7 @@ def _jpeg_roundtrip(
 _RENDERERS = {'nuclei': (_render_nuclei, True), 'brightfield': (_render_brightfield, False), 'phase': (_render_phase, False),
               'he': (_render_he, False), 'particles': (_render_particles, True)}
 SYNTH_OPTIONS = {
-    'blur': 'Gaussian blur of the optics in px (0 for none; default: random 0.3..1.6)',
+    'blur': 'Gaussian blur of the optics in px (0 for none; default: random 0.3..2.2)',
     'noise': 'add shot and read noise (default True)',
     'jpeg': 'JPEG artefacts, 8-bit only: True, False, a quality 1..95, or None for sometimes (1 in 7; 2 in 5 for he)',
     'illumination': 'unevenness of illumination and vignetting, 0..1 (default: random)',

@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from . import __version__
 from .io import atomic_write
-from .model import Net, GRN
+from .model import Net, GRN, ChannelNorm
 from .checkpoint import save_lab_checkpoint, save_safetensors, clean_state_dict, _torch_load
 from .data import MaskDataset, find_split, preflight, _call_parse_anywhere
 from .generator import pick_device, cpu_has_bf16
@@ -43,7 +43,7 @@ TRAIN_KEYS = {  # required key: what it must be
     'epochs': "a positive integer, e.g. 100",
     'gradient_clip': "the gradient norm limit, a positive number, or null or 0 for none (the lab also calls it clip_grad)",
 }
-TRAIN_DEFAULTS = dict(seed=0, loss='bce', num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto')
+TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto')
 
 # %% ../nbs/09_train.ipynb #188786df
 def _is_int(x)->bool: return isinstance(x, int) and not isinstance(x, bool)
@@ -63,6 +63,7 @@ _CHECKS = {  # key: test of a valid value
     'scheduler_params': lambda v: isinstance(v, dict) and _is_num(v.get('T-max')) and v['T-max'] > 0,
     'epochs': lambda v: _is_int(v) and v >= 1,
     'gradient_clip': lambda v: v is None or (_is_num(v) and v >= 0),
+    'norm': lambda v: v in ('global', 'local'),
     'seed': lambda v: _is_int(v) and v >= 0,
     'loss': lambda v: v in ('bce', 'bce+dice'),
     'num_workers': lambda v: v == 'auto' or (_is_int(v) and v >= 0),
@@ -71,7 +72,7 @@ _CHECKS = {  # key: test of a valid value
     'compile': lambda v: isinstance(v, bool),
     'device': lambda v: isinstance(v, str) and (v in ('auto', 'cpu', 'cuda', 'mps') or v.startswith('cuda:')),
 }
-_DEFAULT_HINTS = dict(seed="an integer >= 0", loss='"bce" or "bce+dice"', num_workers='"auto" or an integer >= 0',
+_DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', num_workers='"auto" or an integer >= 0',
                       amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile="true or false",
                       device='"auto", "cpu", "cuda", "cuda:N" or "mps"')
 
@@ -187,7 +188,7 @@ def make_loader(
                                        generator=generator, persistent_workers=False)
 
 # %% ../nbs/09_train.ipynb #9a6a0df7
-_NO_DECAY_MODULES = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase, GRN)
+_NO_DECAY_MODULES = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase, GRN, ChannelNorm)
 
 def param_groups(
     model:nn.Module,    # the model to optimize
@@ -390,14 +391,14 @@ def save_train_checkpoint(
                                step=state.step, best=best, maskgen_version=__version__, **extra)
 
 # %% ../nbs/09_train.ipynb #e1e20126
-_MODEL_KEYS = ('channels', 'layers')
+_MODEL_KEYS = dict(channels=None, layers=None, norm='global')   # model keys and their value when a config lacks them
 
 def load_train_state(
     state:TrainState, # a fresh state for the same model config, changed in place
     ckpt:dict,        # a checkpoint dict from `save_train_checkpoint` (or the lab's training script)
 )->TrainState:
     "Load model, EMA, optimizer, schedule, scaler, step and RNG states from `ckpt` into `state`."
-    old = {k: (ckpt.get('config') or {}).get(k) for k in _MODEL_KEYS}
+    old = {k: (ckpt.get('config') or {}).get(k, v) for k, v in _MODEL_KEYS.items()}
     new = {k: state.config[k] for k in _MODEL_KEYS}
     if ckpt.get('config') and old != new:
         raise ValueError(f"Cannot resume: the checkpoint's model is {old} but the config asks for {new}. "

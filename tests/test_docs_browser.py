@@ -1,6 +1,7 @@
 """The offline docs site in a real Chromium: build it with tools/build_docs.py, serve it on 127.0.0.1, open every page and
 check it has its title, shows no Python traceback, loads nothing from the internet, has no broken image, shows a rendered
-image wherever its notebook stored an image output, and that every sidebar link answers 200.
+image wherever its notebook stored an image output, and that every sidebar link, and every link of a page's text to
+another page of the site (tutorials to each other, the index to the tutorials), answers 200.
 
 Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`) and `pip install -e '.[dev]'` (nbconvert,
 playwright); Playwright's own browser downloads are not used. Run it with `pytest -m browser tests/test_docs_browser.py`.
@@ -61,6 +62,7 @@ def status_of(url:str)->int:
 
 IMAGES_JS = """() => Array.from(document.images).map(i => ({src: i.src.slice(0, 80), complete: i.complete, width: i.naturalWidth}))"""
 SIDEBAR_JS = """() => Array.from(document.querySelectorAll('nav.docs-sidebar a')).map(a => a.href)"""
+BODY_LINKS_JS = """() => Array.from(document.querySelectorAll('main.docs-page a[href]')).map(a => a.href)"""
 
 
 def test_docs_pages_in_chromium(tmp_path):
@@ -75,7 +77,7 @@ def test_docs_pages_in_chromium(tmp_path):
     pages = json.loads((site / 'pages.json').read_text())
     assert any(p['page'] == 'index.html' for p in pages), [p['page'] for p in pages]
     server, thread, base = serve(site)
-    problems, external, links = [], [], set()
+    problems, external, links, body_links = [], [], set(), {}
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -108,12 +110,16 @@ def test_docs_pages_in_chromium(tmp_path):
                     hrefs = page.evaluate(SIDEBAR_JS)
                     if len(hrefs) < len(pages): problems.append(f"{where}: the sidebar has {len(hrefs)} links for {len(pages)} pages")
                     links.update(h.split('#')[0] for h in hrefs)
+                    for h in page.evaluate(BODY_LINKS_JS):
+                        if h.startswith(base): body_links.setdefault(h.split('#')[0], p['page'])
                     if p['page'] == 'index.html': page.screenshot(path=str(tmp_path / 'index.png'), full_page=False)
             finally:
                 browser.close()
         for link in sorted(links):
             if not link.startswith(base): problems.append(f"sidebar link {link} leaves the site")
             elif (code := status_of(link)) != 200: problems.append(f"sidebar link {link} answers HTTP {code}")
+        for link, where in sorted(body_links.items()):
+            if link not in links and (code := status_of(link)) != 200: problems.append(f"{where}: link {link} answers HTTP {code}")
     finally:
         server.shutdown(); server.server_close(); thread.join(timeout=10)
     assert not thread.is_alive()

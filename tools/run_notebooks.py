@@ -78,6 +78,7 @@ def run_notebook(path:Path, flags:str='', timeout:int=None)->bool:
     os.close(fd)
     try:
         write_nb(nb, tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o777)   # mkstemp makes it 0600; keep the notebook's own mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
