@@ -24,6 +24,11 @@ def dice(a, b):
     return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
 
 
+def threshold_of(gen):
+    "The generator's calibrated threshold, or 0.5 for weights without one."
+    return gen.threshold if gen.threshold is not None else 0.5
+
+
 def classical_masks(image, truth):
     "Best-polarity Otsu and Li masks after Gaussian smoothing of the grayscale image."
     from skimage.filters import gaussian, threshold_otsu, threshold_li
@@ -61,7 +66,7 @@ def evaluate(gen, cases, tile):
     for kind, image, truth in cases:
         pw = gen.predict_probability(image, 'whole', progress=False)
         pt = gen.predict_probability(image, tile, progress=False)
-        thr = gen.threshold if gen.threshold is not None else 0.5
+        thr = threshold_of(gen)
         cl = classical_masks(image, truth)
         r = rows.setdefault(kind, {k: [] for k in ('whole', 'tile', 'tile_vs_whole', 'tile_vs_whole_dprob', 'otsu', 'li')})
         r['whole'].append(dice(pw > thr, truth)); r['tile'].append(dice(pt > thr, truth))
@@ -80,17 +85,15 @@ def real_figure(gen, image, truth, path):
     "Save a PNG of the real image, the model's errors (whole) and the best classical baseline's errors."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from maskgen.io import to_display, read_image
-    thr = gen.threshold if gen.threshold is not None else 0.5
+    from maskgen.io import to_display, read_image, error_colors
+    thr = threshold_of(gen)
     pred = gen.predict_probability(image, 'whole', progress=False) > thr
     cl = classical_masks(image, truth)
     best = max(cl, key=lambda k: dice(cl[k], truth))
-    t = np.asarray(truth) > 0
-    def errors(p): return np.stack([p, p & t, t], -1).astype(np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     axes[0].imshow(to_display(read_image(image))); axes[0].set_title('real DSB 2018 nuclei (contrast stretched)', fontsize=9)
-    axes[1].imshow(errors(pred)); axes[1].set_title(f'default model, whole: Dice {dice(pred, truth):.3f}', fontsize=9)
-    axes[2].imshow(errors(cl[best])); axes[2].set_title(f'{best.capitalize()} after smoothing: Dice {dice(cl[best], truth):.3f}', fontsize=9)
+    axes[1].imshow(error_colors(truth, pred)); axes[1].set_title(f'default model, whole: Dice {dice(pred, truth):.3f}', fontsize=9)
+    axes[2].imshow(error_colors(truth, cl[best])); axes[2].set_title(f'{best.capitalize()} after smoothing: Dice {dice(cl[best], truth):.3f}', fontsize=9)
     for ax in axes: ax.set_axis_off()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.text(0.5, 0.02, 'white: found, red: false foreground, blue: missed', ha='center', fontsize=9)
@@ -113,6 +116,7 @@ def main():
     from maskgen.synth import synth_image, KINDS
     gen = MaskGenerator(args.weights, device='cpu')
     tile = {'name': 'tile', 'tile_size': 256, 'overlap': 32}
+    thr = threshold_of(gen)
     cases, i = [], 0
     for kind in KINDS:
         for j in range(args.n):
@@ -128,12 +132,11 @@ def main():
         for kind, image, truth in cases:
             pw = gen.predict_probability(image, 'whole', progress=False)
             pt = gen.predict_probability(image, {**tile, 'window': window}, progress=False)
-            thr = gen.threshold if gen.threshold is not None else 0.5
             d.append(dice(pt > thr, pw > thr)); dp.append(float(np.abs(pt - pw).mean()))
         windows[window] = {'tile_vs_whole_dice': round(float(np.mean(d)), 4), 'tile_vs_whole_mean_abs_dprob': round(float(np.mean(dp)), 5)}
     res['blend_windows'] = windows
     # agreement at the generator's default tile strategy for large images, on 1024x1024 images
-    default_tile, thr = {'name': 'tile', 'tile_size': 512, 'overlap': 64}, gen.threshold if gen.threshold is not None else 0.5
+    default_tile = {'name': 'tile', 'tile_size': 512, 'overlap': 64}
     agree = {}
     for k, kind in enumerate(KINDS):
         d = []

@@ -11,7 +11,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'MAX_IMAGE_PIXELS', 'list_images', 'ImageReadError', 'read_image', 'intensity_range',
-           'normalize_tile', 'atomic_write', 'save_mask', 'save_probability', 'to_display', 'mask_overlay']
+           'normalize_tile', 'atomic_write', 'save_mask', 'save_probability', 'to_display', 'mask_overlay',
+           'error_colors']
 
 # %% ../nbs/00_io.ipynb #2b3ed1bd
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
@@ -232,3 +233,15 @@ def mask_overlay(
         inner[1:] &= m[:-1]; inner[:-1] &= m[1:]; inner[:, 1:] &= m[:, :-1]; inner[:, :-1] &= m[:, 1:]
         rgb[m & ~inner] = c
     return rgb.astype(np.uint8)
+
+# %% ../nbs/00_io.ipynb #12b37118
+def error_colors(
+    truth,   # (H,W) reference mask, nonzero is foreground
+    pred,    # (H,W) mask to judge, nonzero is foreground
+)->np.ndarray:
+    "An (H,W,3) uint8 picture of `pred` against `truth`: found white, false foreground red, missed foreground blue."
+    t, p = np.asarray(truth) > 0, np.asarray(pred) > 0
+    if t.shape != p.shape: raise ValueError(f"Mask shapes differ: truth {t.shape}, pred {p.shape}")
+    rgb = np.zeros(t.shape + (3,), np.uint8)
+    rgb[t & p] = 255; rgb[~t & p] = (230, 40, 40); rgb[t & ~p] = (40, 110, 255)
+    return rgb

@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from . import __version__
 from .io import atomic_write
-from .model import Net, GRN, ChannelNorm
+from .model import Net, GRN, ChannelNorm, NORMS
 from .checkpoint import save_lab_checkpoint, save_safetensors, clean_state_dict, _torch_load
 from .data import MaskDataset, find_split, preflight, _call_parse_anywhere
 from .generator import pick_device, cpu_has_bf16
@@ -63,7 +63,7 @@ _CHECKS = {  # key: test of a valid value
     'scheduler_params': lambda v: isinstance(v, dict) and _is_num(v.get('T-max')) and v['T-max'] > 0,
     'epochs': lambda v: _is_int(v) and v >= 1,
     'gradient_clip': lambda v: v is None or (_is_num(v) and v >= 0),
-    'norm': lambda v: v in ('global', 'local'),
+    'norm': lambda v: v in NORMS,
     'seed': lambda v: _is_int(v) and v >= 0,
     'loss': lambda v: v in ('bce', 'bce+dice'),
     'num_workers': lambda v: v == 'auto' or (_is_int(v) and v >= 0),
