@@ -50,6 +50,7 @@ def export_default_weights(
 )->Path:
     "Write the EMA weights of `checkpoint` as the packaged default model (float16 safetensors with its model card metadata)."
     from maskgen.model import Net
+    from maskgen.synth import SYNTH_VERSION
     ck = read_checkpoint(checkpoint)
     from maskgen.checkpoint import infer_config
     cfg = {**infer_config(ck['state_dict']), **{k: v for k, v in (ck['config'] or {}).items() if k in ('channels', 'layers', 'norm')}}
@@ -59,7 +60,7 @@ def export_default_weights(
     return save_safetensors(
         net, path, config={**cfg, 'stochastic_depth': 0.0}, threshold=ck['threshold'],
         name='maskgen-default', version=version, license='Apache-2.0',
-        training_data=("synthetic microscopy from maskgen.synth (fluorescence nuclei, brightfield and phase-contrast cells, "
+        training_data=(f"synthetic microscopy from maskgen.synth version {SYNTH_VERSION} (fluorescence nuclei, brightfield and phase-contrast cells, "
                        f"H&E nuclei, particles; 8/16-bit, gray/RGB): make_dataset({DEFAULT_DATA}); no real images"),
         trained_with=json.dumps(ck['config'] or DEFAULT_MODEL_CONFIG),   # the run's own training config
         metrics=metrics or ck['metadata'].get('metrics') or {},
@@ -81,6 +82,9 @@ def model_card_table(
     big = results.get('tile512_vs_whole_1024')
     if isinstance(big, dict):
         low = min(big['per_kind'], key=big['per_kind'].get)
-        rows.append(f"\nWith the default tiles for large images (512 px, overlap 64) on 1024×1024 synthetic images, tiled and whole-image "
-                    f"masks agree to Dice {big['mean']:.3f} on average (lowest: {low}, {big['per_kind'][low]:.3f}).")
+        s = big['strategy']
+        rows.append(f"\nWith the default tiles for large images ({s['tile_size']} px, overlap {s['overlap']}) on 1024×1024 synthetic images, "
+                    f"tiled and whole-image masks agree to Dice {big['mean']:.3f} on average (lowest: {low}, {big['per_kind'][low]:.3f}).")
+        others = {o: v for o, v in results.get('tile512_by_overlap', {}).items() if int(o) != s['overlap']}
+        if others: rows[-1] += ' Other overlaps: ' + '; '.join(f"{o} px, mean {v['mean']:.3f}, lowest {v['min']:.3f}" for o, v in others.items()) + '.'
     return '\n'.join(rows)

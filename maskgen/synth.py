@@ -16,9 +16,9 @@ __all__ = ['KINDS', 'SYNTH_VERSION', 'FOREGROUND', 'HE_STAINS', 'SYNTH_OPTIONS',
 
 # %% ../nbs/07_synth.ipynb #e5f74c56
 KINDS = ('nuclei', 'brightfield', 'phase', 'he', 'particles')
-SYNTH_VERSION = 3  # bump when a seed no longer gives the same image
+SYNTH_VERSION = 4  # bump when a seed no longer gives the same image
 FOREGROUND = {
-    'nuclei': 'in-focus fluorescent nuclei; blurred out-of-focus nuclei (haze) are background',
+    'nuclei': 'fluorescent nuclei of the focal plane, dim and slightly soft ones too; the edgeless glow of other planes (haze) is background',
     'brightfield': 'unstained cells in transmitted light, up to the outer edge of their rim; debris is background',
     'phase': 'cell bodies in phase contrast, without the bright halo around them',
     'he': 'haematoxylin-stained (purple) nuclei in H&E tissue; stroma, cytoplasm, red cells and glass are background',
@@ -235,27 +235,35 @@ def _render_nuclei(
     "Scene of fluorescent nuclei on a dark background with out-of-focus haze, and its mask."
     r0 = opts['object_size'] or rng.uniform(5, 16)
     n = _object_count(shape, r0, rng.uniform(0.06, 0.35) * opts['density'])
-    radius = r0 * rng.lognormal(0, 0.22, n)
+    radius = r0 * rng.lognormal(0, rng.uniform(0.15, 0.35), n)
     mitotic = rng.random(n) < 0.05
     radius[mitotic] *= 0.6
     elong = np.where(rng.random(n) < 0.15, rng.uniform(1.5, 2.4, n), rng.uniform(1.0, 1.35, n))
     a, b, angle = radius * np.sqrt(elong), radius / np.sqrt(elong), rng.uniform(0, np.pi, n)
     amps, phases = _wobble(rng, n, rng.uniform(0.01, 0.07))
     bright = np.clip(rng.lognormal(0, rng.uniform(0.3, 0.75), n), 0.12, 4)   # some images even, some very uneven
-    dim = rng.random(n) < rng.uniform(0.05, 0.4)                            # faint nuclei among bright ones, as in real stains
-    bright[dim] = rng.uniform(0.1, 0.35, int(dim.sum()))
+    dim = rng.random(n) < rng.uniform(0.05, 0.5)                            # faint nuclei among bright ones, as in real stains
+    bright[dim] = rng.uniform(0.1, 0.3, int(dim.sum()))
+    bright *= (r0 / radius) ** rng.uniform(0, 2)                            # the same DNA spread wider: large nuclei are dimmer
     bright[mitotic] *= 2
+    standout = rng.random(n) < rng.uniform(0, 0.06)                         # a few very bright nuclei squeeze the rest into
+    bright[standout] *= rng.uniform(2, 4, int(standout.sum()))              # the bottom of the intensity range
+    bright = np.clip(bright, 0.08, 6)
+    soft = rng.random(n) < rng.uniform(0, 0.35)                             # slightly out of focus, still in this plane
     cy, cx = _scatter_centres(rng, n, shape, rng.uniform(0, 0.7), 1.5 * r0)
     texture = _smooth_field(rng, shape, rng.uniform(1.2, 3))
     tex_amp, dome = rng.uniform(0.08, 0.4), rng.uniform(0, 0.5)
     scene, mask = np.zeros(shape, np.float32), np.zeros(shape, bool)
+    soft_layer = np.zeros(shape, np.float32) if soft.any() else None
     for i, sl, d, rel in _shape_patches(shape, cy, cx, a, b, angle, amps, phases):
         t = tex_amp * (2.5 if mitotic[i] else 1)
-        scene[sl] += (np.clip(d + 0.5, 0, 1) * np.float32(bright[i]) * (1 - dome * np.minimum(rel, 1) ** 2)
-                      * np.maximum(1 + t * texture[sl], 0.1))
+        (soft_layer if soft[i] else scene)[sl] += (np.clip(d + 0.5, 0, 1) * np.float32(bright[i]) * (1 - dome * np.minimum(rel, 1) ** 2)
+                                                   * np.maximum(1 + t * texture[sl], 0.1))
         mask[sl] |= d > 0
-    if opts['haze']:
-        scene += _out_of_focus(rng, shape, r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.02, 0.2), sigma=(6, 16))
+    if soft_layer is not None: scene += _gaussian_blur(soft_layer, rng.uniform(1.2, 3))
+    if opts['haze']:  # nuclei of other focal planes: as large, but far blurrier than any nucleus of this plane, a glow without edges
+        scene += _out_of_focus(rng, shape, 0.85 * r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.02, 0.15),
+                               sigma=(max(8, r0), max(12, 2 * r0)))
     scene += np.float32(rng.uniform(0.005, 0.06)) * np.maximum(1 + 0.4 * _smooth_field(rng, shape, rng.uniform(40, 200)), 0)
     return scene, mask
 

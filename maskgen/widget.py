@@ -143,6 +143,7 @@ class MaskTool:
 @patch
 def _build_widgets(self:MaskTool, w, ev):
     "Create the widgets, lay them out and connect their callbacks."
+    from maskgen.generator import STRATEGIES
     L, n = w.Layout, len(self.paths)
     short = lambda: dict(layout=L(width='190px'), style=dict(description_width='80px'))   # a Layout per widget: hiding one hides all that share it
     self.prev_button = w.Button(icon='chevron-left', tooltip='previous image', layout=L(width='40px'))
@@ -152,9 +153,9 @@ def _build_widgets(self:MaskTool, w, ev):
     keep = lambda: L(flex='0 0 auto')   # toggle buttons stay on one line
     self.strategy_name = w.ToggleButtons(options=['whole', 'tile', 'downsample'], value='whole', tooltips=[
         'the whole image at once', 'overlapping tiles, blended', 'shrink to max dim, predict, scale back'], style=dict(button_width='112px'), layout=keep())
-    self.tile_size = w.BoundedIntText(512, min=32, max=16384, step=32, description='tile size', **short())
-    self.overlap = w.BoundedIntText(64, min=0, max=8192, step=16, description='overlap', **short())
-    self.max_dim = w.BoundedIntText(1024, min=32, max=65536, step=32, description='max dim', **short())
+    self.tile_size = w.BoundedIntText(STRATEGIES['tile']['tile_size'], min=32, max=16384, step=32, description='tile size', **short())
+    self.overlap = w.BoundedIntText(STRATEGIES['tile']['overlap'], min=0, max=8192, step=16, description='overlap', **short())
+    self.max_dim = w.BoundedIntText(STRATEGIES['downsample']['max_dim'], min=32, max=65536, step=32, description='max dim', **short())
     self.run_button = w.Button(description='Run', icon='play', button_style='primary', tooltip='predict the probabilities (cached per image and strategy)')
     self.progress = w.IntProgress(0, min=0, max=1, description='tiles', layout=L(width='220px', visibility='hidden'))
     self.threshold = w.FloatSlider(0.5, min=0, max=1, step=0.01, description='threshold', readout_format='.2f', layout=L(width='420px'))
