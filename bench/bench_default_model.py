@@ -60,13 +60,12 @@ def stardist_nuclei(cache=Path(tempfile.gettempdir()) / 'maskgen-bench'):
     return tifffile.imread(img), (tifffile.imread(lab) > 0).astype(np.uint8) * 255
 
 
-def evaluate(gen, cases, tile):
-    "Per-kind mean Dice of model (whole, tile), tile-vs-whole agreement and the classical baselines."
-    rows = {}
-    for kind, image, truth in cases:
-        pw = gen.predict_probability(image, 'whole', progress=False)
+def evaluate(gen, cases, tile, whole=None):
+    "Per-kind mean Dice of model (whole, tile), tile-vs-whole agreement and the classical baselines; `whole`: the cases' whole-image probabilities, if already predicted."
+    rows, thr = {}, threshold_of(gen)
+    for n, (kind, image, truth) in enumerate(cases):
+        pw = whole[n] if whole is not None else gen.predict_probability(image, 'whole', progress=False)
         pt = gen.predict_probability(image, tile, progress=False)
-        thr = threshold_of(gen)
         cl = classical_masks(image, truth)
         r = rows.setdefault(kind, {k: [] for k in ('whole', 'tile', 'tile_vs_whole', 'tile_vs_whole_dprob', 'otsu', 'li')})
         r['whole'].append(dice(pw > thr, truth)); r['tile'].append(dice(pt > thr, truth))
@@ -125,20 +124,21 @@ def main():
             img, truth = synth_image(kind, size=args.size, seed=TEST_SEED0 + i, bit_depth=bit_depth, rgb=rgb)
             cases.append((kind, img, truth)); i += 1
     res = {'model': repr(gen), 'threads': torch.get_num_threads(), 'metadata': {k: gen.info['metadata'].get(k) for k in ('name', 'version')},
-           'threshold': gen.threshold, 'tile_strategy': tile, 'synthetic': evaluate(gen, cases, tile)}
+           'threshold': gen.threshold, 'tile_strategy': tile}
+    whole = [gen.predict_probability(image, 'whole', progress=False) for _, image, _ in cases]   # once, for every comparison below
+    res['synthetic'] = evaluate(gen, cases, tile, whole)
     # blend windows: agreement of tiled and whole-image probabilities on the synthetic test images
     windows = {}
     for window in ('hann', 'linear', 'gaussian'):
         d, dp = [], []
-        for kind, image, truth in cases:
-            pw = gen.predict_probability(image, 'whole', progress=False)
+        for (_, image, _), pw in zip(cases, whole):
             pt = gen.predict_probability(image, {**tile, 'window': window}, progress=False)
             d.append(dice(pt > thr, pw > thr)); dp.append(float(np.abs(pt - pw).mean()))
         windows[window] = {'tile_vs_whole_dice': round(float(np.mean(d)), 4), 'tile_vs_whole_mean_abs_dprob': round(float(np.mean(dp)), 5)}
     res['blend_windows'] = windows
     # agreement of 512 px tiles (the generator's default tile size) and whole images, on 1024x1024 images, at two overlaps
-    from maskgen.generator import STRATEGIES
-    default_tile = {'name': 'tile', **STRATEGIES['tile']}
+    from maskgen.generator import parse_strategy
+    default_tile = parse_strategy('tile')
     big_cases = [(kind, synth_image(kind, size=1024, seed=TEST_SEED0 + 500 + 10 * k + j, bit_depth=(8, 16)[j % 2], rgb=kind == 'he')[0])
                  for k, kind in enumerate(KINDS) for j in range(args.n_large)]
     whole_masks = [gen.predict_probability(img, 'whole', progress=False) > thr for _, img in big_cases]

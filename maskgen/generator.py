@@ -15,7 +15,8 @@ from .checkpoint import load_model
 from .engine import net_logits, tiled_probability, BLEND_WINDOWS
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy', 'MaskGenerator']
+__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'default_overlap', 'parse_strategy',
+           'MaskGenerator']
 
 # %% ../nbs/04_generator.ipynb #67b4bd07
 def pick_device(device='auto')->torch.device:
@@ -54,7 +55,13 @@ def pick_precision(precision:str, device:torch.device)->str:
     return 'fp32'
 
 # %% ../nbs/04_generator.ipynb #11c919e1
-STRATEGIES = {'whole': {}, 'tile': {'tile_size': 512, 'overlap': 128, 'window': 'hann'}, 'downsample': {'max_dim': 1024}}
+def default_overlap(
+    tile_size:int, # tile side in pixels
+)->int:
+    "The overlap of a tile strategy that names none: a quarter of the tile (MONAI's default ratio too)."
+    return tile_size // 4
+
+STRATEGIES = {'whole': {}, 'tile': {'tile_size': 512, 'overlap': default_overlap(512), 'window': 'hann'}, 'downsample': {'max_dim': 1024}}
 
 def parse_strategy(
     strategy:dict|str|None,  # {'name': ..., options}, a name, or None for automatic
@@ -74,12 +81,12 @@ def parse_strategy(
     unknown = set(s) - set(STRATEGIES[name]) - {'name'}
     if unknown: raise ValueError(f"Strategy {name!r} has no option {', '.join(sorted(unknown))}; its options are {', '.join(STRATEGIES[name]) or 'none'}")
     if name == 'tile':
-        if 'overlap' not in strategy and isinstance(s['tile_size'], int): s['overlap'] = s['tile_size'] // 4   # a quarter of the tile
+        if 'overlap' not in strategy and isinstance(s['tile_size'], int): s['overlap'] = default_overlap(s['tile_size'])
         t, o = s['tile_size'], s['overlap']
         if not isinstance(t, int) or t < 32 or t % 32:
             raise ValueError(f"tile_size={t!r} must be a multiple of 32 (the network's stride), e.g. {max(32, round(t / 32) * 32) if isinstance(t, (int, float)) else 512}")
         if not isinstance(o, int) or o < 0 or o >= t / 2:
-            raise ValueError(f"overlap={o!r} must be an integer in [0, tile_size/2) = [0, {t // 2}); e.g. {t // 4}")
+            raise ValueError(f"overlap={o!r} must be an integer in [0, tile_size/2) = [0, {t // 2}); e.g. {default_overlap(t)}")
         if s['window'] not in BLEND_WINDOWS: raise ValueError(f"window={s['window']!r}: use one of {', '.join(BLEND_WINDOWS)}")
         if image_shape is not None and min(image_shape[:2]) < t:
             H, W = image_shape[:2]
