@@ -88,7 +88,7 @@ def predict(
     from_run:str=None,         # training run folder: use its best EMA weights and calibrated threshold
     strategy:str=None,         # whole, tile or downsample; default: tile for large images, else whole
     tile_size:int=None,        # tile side in pixels, a multiple of 32 (tile strategy; default 512)
-    overlap:int=None,          # overlap between tiles in pixels (tile strategy; default a quarter of the tile)
+    overlap:int=None,          # overlap between tiles in pixels (tile strategy; default three eighths of the tile)
     window:str=None,           # blend window for tiles: hann, linear or gaussian
     max_dim:int=None,          # longest side after shrinking (downsample strategy; default 1024)
     threshold:str='0.5',       # probability threshold in [0,1], or 'auto' for the checkpoint's calibrated one

@@ -17,7 +17,7 @@ DEFAULT_MODEL_CONFIG = dict(
     channels=16, layers=[1, 1, 2, 1], stochastic_depth=0.05, norm='local', ema=0.99,
     img_size=192, crop_per_img=1, batch_size=8, lr=2e-3, weight_decay=0.05,
     warmup_epoch=1, scheduler_params={'T-max': 39}, epochs=40, gradient_clip=1.0,
-    seed=0, loss='bce+dice', amp='off', num_workers=1)
+    seed=0, loss='bce+dice', jitter=0.3, amp='off', num_workers=1)
 DEFAULT_DATA = dict(n_train=480, n_val=40, size=384, seed=0)   # maskgen.synth.make_dataset arguments
 
 # %% ../nbs/10_default_model.ipynb #c07b099b

@@ -169,7 +169,7 @@ def tiled_probability(
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
     predict:Callable[[Tensor], Tensor], # (n,3,T,T) float tensor → (n,1,T,T) logits
     tile_size:int=512,             # tile side, a multiple of 32 for `Net`
-    overlap:int=128,               # overlap between neighbouring tiles
+    overlap:int=192,               # overlap between neighbouring tiles
     window:str='hann',             # blend window, one of `BLEND_WINDOWS`
     tiles_per_batch:int=1,         # tiles per call of `predict`
     device='cpu',                  # device of the input tensors

@@ -152,7 +152,7 @@ def eval_cli(
     split:str='val',           # the split to score (a sub-folder of data_root)
     strategy:str=None,         # whole, tile or downsample; default: tile for large images, else whole
     tile_size:int=None,        # tile side in pixels, a multiple of 32 (tile strategy; default 512)
-    overlap:int=None,          # overlap between tiles in pixels (tile strategy; default 64)
+    overlap:int=None,          # overlap between tiles in pixels (tile strategy; default three eighths of the tile)
     max_dim:int=None,          # longest side after shrinking (downsample strategy; default 1024)
     threshold:str='auto',      # probability threshold in [0,1], or 'auto' for the calibrated one
     o:str=None,                # output folder for summary.json and per_image.jsonl (created if missing)

@@ -132,7 +132,7 @@ def mask_learner(
     cfg = train_config({**_FASTAI_SCHEDULE_KEYS, **config})
     device = pick_device(cfg['device'])
     seed_everything(cfg['seed'])
-    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'])
+    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
     val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
     workers = auto_num_workers(cfg['num_workers'])
     dls = DataLoaders(make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device),

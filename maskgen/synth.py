@@ -16,7 +16,7 @@ __all__ = ['KINDS', 'SYNTH_VERSION', 'FOREGROUND', 'HE_STAINS', 'SYNTH_OPTIONS',
 
 # %% ../nbs/07_synth.ipynb #e5f74c56
 KINDS = ('nuclei', 'brightfield', 'phase', 'he', 'particles')
-SYNTH_VERSION = 4  # bump when a seed no longer gives the same image
+SYNTH_VERSION = 5  # bump when a seed no longer gives the same image
 FOREGROUND = {
     'nuclei': 'fluorescent nuclei of the focal plane, dim and slightly soft ones too; the edgeless glow of other planes (haze) is background',
     'brightfield': 'unstained cells in transmitted light, up to the outer edge of their rim; debris is background',
@@ -261,8 +261,8 @@ def _render_nuclei(
                                                    * np.maximum(1 + t * texture[sl], 0.1))
         mask[sl] |= d > 0
     if soft_layer is not None: scene += _gaussian_blur(soft_layer, rng.uniform(1.2, 3))
-    if opts['haze']:  # nuclei of other focal planes: as large, but far blurrier than any nucleus of this plane, a glow without edges
-        scene += _out_of_focus(rng, shape, 0.85 * r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.02, 0.15),
+    if opts['haze']:  # nuclei of other focal planes: as large, but far blurrier and fainter than any nucleus of this plane
+        scene += _out_of_focus(rng, shape, 0.85 * r0, max(1, int(n * rng.uniform(0.2, 0.8))), rng.uniform(0.01, 0.05),
                                sigma=(max(8, r0), max(12, 2 * r0)))
     scene += np.float32(rng.uniform(0.005, 0.06)) * np.maximum(1 + 0.4 * _smooth_field(rng, shape, rng.uniform(40, 200)), 0)
     return scene, mask
@@ -422,9 +422,9 @@ def _render_particles(
     for i, sl, d, rel in _shape_patches(shape, cy, cx, radius, radius):
         scene[sl] += np.clip(d + 0.5, 0, 1) * np.float32(bright[i]) * (1 - 0.6 * np.minimum(rel, 1) ** 2)
         mask[sl] |= d > 0
-    if opts['haze']:
-        cell_r = rng.uniform(15, 50)
-        scene += _out_of_focus(rng, shape, cell_r, _object_count(shape, cell_r, rng.uniform(0.1, 0.5)), rng.uniform(0.02, 0.2), sigma=(3, 8))
+    if opts['haze']:  # cells' autofluorescence: larger, fainter and softer than any nucleus, so it never teaches "a dim blob is background"
+        cell_r = rng.uniform(25, 60)
+        scene += _out_of_focus(rng, shape, cell_r, _object_count(shape, cell_r, rng.uniform(0.1, 0.5)), rng.uniform(0.01, 0.06), sigma=(6, 12))
     scene += np.float32(rng.uniform(0.005, 0.05))
     return scene, mask
 

@@ -43,7 +43,7 @@ TRAIN_KEYS = {  # required key: what it must be
     'epochs': "a positive integer, e.g. 100",
     'gradient_clip': "the gradient norm limit, a positive number, or null or 0 for none (the lab also calls it clip_grad)",
 }
-TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto')
+TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto')
 
 # %% ../nbs/09_train.ipynb #188786df
 def _is_int(x)->bool: return isinstance(x, int) and not isinstance(x, bool)
@@ -66,13 +66,14 @@ _CHECKS = {  # key: test of a valid value
     'norm': lambda v: v in NORMS,
     'seed': lambda v: _is_int(v) and v >= 0,
     'loss': lambda v: v in ('bce', 'bce+dice'),
+    'jitter': lambda v: _is_num(v) and 0 <= v <= 1,
     'num_workers': lambda v: v == 'auto' or (_is_int(v) and v >= 0),
     'amp': lambda v: v in ('auto', 'bf16', 'fp16', 'off', True, False, None),
     'tensorboard': lambda v: isinstance(v, bool),
     'compile': lambda v: isinstance(v, bool),
     'device': lambda v: isinstance(v, str) and (v in ('auto', 'cpu', 'cuda', 'mps') or v.startswith('cuda:')),
 }
-_DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', num_workers='"auto" or an integer >= 0',
+_DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', jitter='a number in [0, 1], the strength of the random gamma, contrast and brightness of training crops (maskgen.data.jitter_intensity)', num_workers='"auto" or an integer >= 0',
                       amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile="true or false",
                       device='"auto", "cpu", "cuda", "cuda:N" or "mps"')
 
@@ -674,7 +675,7 @@ def train(
     data_summary = data_report.to_dict()
     device = pick_device(cfg['device'])
     seed_everything(cfg['seed'])
-    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'])
+    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
     val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
     workers = auto_num_workers(cfg['num_workers'])
     train_dl = make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device)
