@@ -14,7 +14,8 @@ from .io import normalize_tile
 from .model import Net
 
 # %% auto #0
-__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'blend_profile', 'tiled_probability']
+__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'default_overlap', 'blend_profile',
+           'tiled_probability']
 
 # %% ../nbs/03_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -135,6 +136,13 @@ def tile_starts(
     n = math.ceil((length - tile_size) / stride) + 1
     return [min(i * stride, length - tile_size) for i in range(n)]
 
+# %% ../nbs/03_engine.ipynb #80ed0332
+def default_overlap(
+    tile_size:int, # tile side in pixels
+)->int:
+    "The overlap of tiles when none is named: three eighths of the tile."
+    return tile_size * 3 // 8
+
 # %% ../nbs/03_engine.ipynb #cfa8c90c
 BLEND_WINDOWS = ('hann', 'linear', 'gaussian')
 
@@ -169,13 +177,14 @@ def tiled_probability(
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
     predict:Callable[[Tensor], Tensor], # (n,3,T,T) float tensor → (n,1,T,T) logits
     tile_size:int=512,             # tile side, a multiple of 32 for `Net`
-    overlap:int=192,               # overlap between neighbouring tiles
+    overlap:int|None=None,         # overlap between neighbouring tiles; None for `default_overlap(tile_size)`
     window:str='hann',             # blend window, one of `BLEND_WINDOWS`
     tiles_per_batch:int=1,         # tiles per call of `predict`
     device='cpu',                  # device of the input tensors
     progress:Callable|None=None,   # called with the number of tiles just done
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
+    if overlap is None: overlap = default_overlap(tile_size)
     H, W = image.shape[:2]
     ys, xs = tile_starts(H, tile_size, overlap), tile_starts(W, tile_size, overlap)
     prof_y = [blend_profile(tile_size, overlap, window, y > 0, y + tile_size < H) for y in ys]

@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability
 from .checkpoint import load_model
-from .engine import net_logits, tiled_probability, BLEND_WINDOWS
+from .engine import net_logits, tiled_probability, default_overlap, BLEND_WINDOWS
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'default_overlap', 'parse_strategy',
-           'MaskGenerator']
+__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy', 'MaskGenerator']
 
 # %% ../nbs/04_generator.ipynb #67b4bd07
 def pick_device(device='auto')->torch.device:
@@ -55,12 +54,6 @@ def pick_precision(precision:str, device:torch.device)->str:
     return 'fp32'
 
 # %% ../nbs/04_generator.ipynb #11c919e1
-def default_overlap(
-    tile_size:int, # tile side in pixels
-)->int:
-    "The overlap of a tile strategy that names none: three eighths of the tile."
-    return tile_size * 3 // 8
-
 STRATEGIES = {'whole': {}, 'tile': {'tile_size': 512, 'overlap': default_overlap(512), 'window': 'hann'}, 'downsample': {'max_dim': 1024}}
 
 def parse_strategy(

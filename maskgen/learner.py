@@ -11,10 +11,9 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from . import __version__
 from .model import Net
-from .data import MaskDataset, find_split
 from .generator import pick_device
 from .checkpoint import save_safetensors
-from .train import (train_config, param_groups, segmentation_loss, make_loader, auto_num_workers, seed_everything,
+from .train import (train_config, make_datasets, param_groups, segmentation_loss, make_loader, auto_num_workers, seed_everything,
                            epoch_seed, amp_settings, probability_histograms, calibrate_threshold)
 try:
     import fastai
@@ -132,8 +131,7 @@ def mask_learner(
     cfg = train_config({**_FASTAI_SCHEDULE_KEYS, **config})
     device = pick_device(cfg['device'])
     seed_everything(cfg['seed'])
-    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
-    val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
+    train_ds, val_ds = make_datasets(data_root, cfg)
     workers = auto_num_workers(cfg['num_workers'])
     dls = DataLoaders(make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device),
                       make_loader(val_ds, cfg['batch_size'], False, workers, cfg['seed'], device), path=path)

@@ -25,7 +25,7 @@ __all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'CALIBRATION_THRESHOLDS', 'train_conf
            'warmup_cosine', 'segmentation_loss', 'probability_histograms', 'dice_iou', 'calibrate_threshold',
            'amp_settings', 'TrainState', 'make_train_state', 'train_step', 'validate', 'save_train_checkpoint',
            'load_train_state', 'config_hash', 'environment_info', 'write_json', 'append_jsonl', 'read_metrics',
-           'RunLogger', 'explain_oom', 'TrainResult', 'train', 'load_config_file', 'train_cli']
+           'RunLogger', 'explain_oom', 'TrainResult', 'make_datasets', 'train', 'load_config_file', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #b90fffe8
 TRAIN_KEYS = {  # required key: what it must be
@@ -647,6 +647,16 @@ def _train_epoch(state:TrainState, loader, epoch:int, progress:bool)->float:
     if n == 0: raise ValueError("The training loader gave no batches: add training images or lower batch_size")
     return total.item() / n
 
+# %% ../nbs/09_train.ipynb #e7ff8b7d
+def make_datasets(
+    data_root:str|Path, # dataset folder with train/ and val/
+    cfg:dict,           # effective training config (`train_config`)
+)->tuple[MaskDataset, MaskDataset]:
+    "The training and validation `MaskDataset`s of `data_root` for `cfg`."
+    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
+    val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
+    return train_ds, val_ds
+
 # %% ../nbs/09_train.ipynb #58a3ae8f
 def train(
     config:dict|None,                # the lab's training config (see `train_config`); None to take it from `resume_from`
@@ -675,8 +685,7 @@ def train(
     data_summary = data_report.to_dict()
     device = pick_device(cfg['device'])
     seed_everything(cfg['seed'])
-    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
-    val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
+    train_ds, val_ds = make_datasets(data_root, cfg)
     workers = auto_num_workers(cfg['num_workers'])
     train_dl = make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device)
     val_dl = make_loader(val_ds, cfg['batch_size'], False, workers, cfg['seed'], device)
