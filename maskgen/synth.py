@@ -16,9 +16,9 @@ __all__ = ['KINDS', 'SYNTH_VERSION', 'FOREGROUND', 'HE_STAINS', 'SYNTH_OPTIONS',
 
 # %% ../nbs/07_synth.ipynb #e5f74c56
 KINDS = ('nuclei', 'brightfield', 'phase', 'he', 'particles')
-SYNTH_VERSION = 5  # bump when a seed no longer gives the same image
+SYNTH_VERSION = 6  # bump when a seed no longer gives the same image
 FOREGROUND = {
-    'nuclei': 'fluorescent nuclei of the focal plane, dim and slightly soft ones too; the edgeless glow of other planes (haze) is background',
+    'nuclei': 'fluorescent nuclei of the focal plane, dim and slightly soft ones too; the glow of other planes (haze) and the out-of-focus glow around each nucleus are background',
     'brightfield': 'unstained cells in transmitted light, up to the outer edge of their rim; debris is background',
     'phase': 'cell bodies in phase contrast, without the bright halo around them',
     'he': 'haematoxylin-stained (purple) nuclei in H&E tissue; stroma, cytoplasm, red cells and glass are background',
@@ -444,17 +444,28 @@ def _illumination(
     field *= 1 - strength * rng.uniform(0, 0.8) * (x * x + y * y)
     return _upsample(np.maximum(field, 0.2), shape)
 
+# %% ../nbs/07_synth.ipynb #bb43842f
+def _widefield_glow(
+    img:np.ndarray,           # (H,W) float32 fluorescence scene
+    rng:np.random.Generator,  # random source
+)->np.ndarray:
+    "`img` plus its own out-of-focus light: a near and a far tail of the point spread function, of random strength (none in a quarter of images)."
+    if rng.random() < 0.25: return img
+    near, far = np.float32(rng.uniform(0, 0.6)), np.float32(rng.uniform(0, 0.4))
+    return img + near * _gaussian_blur(img, rng.uniform(1.5, 4)) + far * _gaussian_blur(img, rng.uniform(4, 12))
+
 # %% ../nbs/07_synth.ipynb #95ed920d
 def _acquire(
     scene:np.ndarray,         # (H,W) or (H,W,3) float32 scene
     rng:np.random.Generator,  # random source
     fluorescence:bool,        # photon-limited fluorescence (True) or transmitted light (False)
-    opts:dict,                # options of `synth_image`: illumination, blur, noise
+    opts:dict,                # options of `synth_image`: illumination, haze, blur, noise
 )->np.ndarray:
-    "`scene` as a microscope sees it: uneven illumination, blur, shot noise and read noise; float32."
+    "`scene` as a microscope sees it: uneven illumination, out-of-focus glow (fluorescence), blur, shot noise and read noise; float32."
     s = opts['illumination']
     illum = _illumination(rng, scene.shape[:2], rng.uniform(0, 1) if s is None else s)
     img = scene * (illum[..., None] if scene.ndim == 3 else illum)
+    if fluorescence and opts['haze']: img = _widefield_glow(img, rng)
     sigma = opts['blur']
     if sigma is None: sigma = rng.uniform(0.4, 2.2) if fluorescence else rng.uniform(0.3, 1.1)
     img = _gaussian_blur(img, sigma)
@@ -516,7 +527,7 @@ SYNTH_OPTIONS = {
     'illumination': 'unevenness of illumination and vignetting, 0..1 (default: random)',
     'density': 'multiplies the number of objects (default 1.0)',
     'object_size': 'typical object radius in px (default: random per image, typical for the kind)',
-    'haze': 'out-of-focus haze behind nuclei, autofluorescent cells behind particles (default True)',
+    'haze': 'out-of-focus light: haze of other planes behind nuclei, autofluorescent cells behind particles, the glow around fluorescent objects (default True)',
 }
 
 # %% ../nbs/07_synth.ipynb #7059f4cb
