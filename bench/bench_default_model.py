@@ -6,7 +6,8 @@ fluorescence-nuclei image that StarDist ships (2018 Data Science Bowl, BBBC038, 
 the default overlap), agreement of tile and whole, and the classical baseline: Gaussian smoothing then Otsu or Li threshold (scikit-image), with the
 polarity (bright or dark foreground) chosen per image by the ground truth, which flatters the baseline.
 Agreement of tiles and whole image also for the default tile size (512) at overlaps 64, 128 and 192 on 1024x1024 images.
-Speed: a 2048x2048 image, steady state. Prints JSON; `--out FILE` also writes it.
+Test-time augmentation: Dice of `whole` with the mean of 8 views (flips and transposes, `tta=8`).
+Speed: a 2048x2048 image, steady state, with 1, 4 and 8 views. Prints JSON; `--out FILE` also writes it.
 
     python bench/bench_default_model.py [--n 6] [--weights W] [--out bench/results/default_model.json]
                                         [--figure nbs/images/default_model_real.png]
@@ -60,8 +61,8 @@ def stardist_nuclei(cache=Path(tempfile.gettempdir()) / 'maskgen-bench'):
     return tifffile.imread(img), (tifffile.imread(lab) > 0).astype(np.uint8) * 255
 
 
-def evaluate(gen, cases, tile, whole=None):
-    "Per-kind mean Dice of model (whole, tile), tile-vs-whole agreement and the classical baselines; `whole`: the cases' whole-image probabilities, if already predicted."
+def evaluate(gen, cases, tile, whole=None, tta_gen=None):
+    "Per-kind mean Dice of model (whole, tile), tile-vs-whole agreement and the classical baselines; `whole`: the cases' whole-image probabilities, if already predicted; `tta_gen`: also `whole` with its 8 test-time views."
     rows, thr = {}, threshold_of(gen)
     for n, (kind, image, truth) in enumerate(cases):
         pw = whole[n] if whole is not None else gen.predict_probability(image, 'whole', progress=False)
@@ -71,6 +72,7 @@ def evaluate(gen, cases, tile, whole=None):
         r['whole'].append(dice(pw > thr, truth)); r['tile'].append(dice(pt > thr, truth))
         r['tile_vs_whole'].append(dice(pt > thr, pw > thr)); r['tile_vs_whole_dprob'].append(float(np.abs(pt - pw).mean()))
         r['otsu'].append(dice(cl['otsu'], truth)); r['li'].append(dice(cl['li'], truth))
+        if tta_gen is not None: r.setdefault('whole_tta8', []).append(dice(tta_gen.predict_probability(image, 'whole', progress=False) > thr, truth))
     out = {}
     for kind, r in rows.items():
         m = {k: round(float(np.mean(v)), 4) for k, v in r.items()}
@@ -115,6 +117,7 @@ def main():
     from maskgen.generator import MaskGenerator
     from maskgen.synth import synth_image, KINDS
     gen = MaskGenerator(args.weights, device='cpu')
+    tta_gen = MaskGenerator(args.weights, device='cpu', tta=8)
     from maskgen.generator import parse_strategy
     tile = parse_strategy({'name': 'tile', 'tile_size': 256})   # small tiles, so that 512 px images take several; default overlap
     thr = threshold_of(gen)
@@ -127,7 +130,7 @@ def main():
     res = {'model': repr(gen), 'threads': torch.get_num_threads(), 'metadata': {k: gen.info['metadata'].get(k) for k in ('name', 'version')},
            'threshold': gen.threshold, 'tile_strategy': tile}
     whole = [gen.predict_probability(image, 'whole', progress=False) for _, image, _ in cases]   # once, for every comparison below
-    res['synthetic'] = evaluate(gen, cases, tile, whole)
+    res['synthetic'] = evaluate(gen, cases, tile, whole, tta_gen)
     # blend windows: agreement of tiled and whole-image probabilities on the synthetic test images
     windows = {}
     for window in ('hann', 'linear', 'gaussian'):
@@ -154,12 +157,15 @@ def main():
         if overlap == default_tile['overlap']: res['tile512_vs_whole_1024'] = entry   # the generator's default tiles
     real = stardist_nuclei()
     if real is not None:
-        res['real_dsb2018_nuclei'] = evaluate(gen, [('fluorescence nuclei (DSB 2018, 512x512)', *real)], tile)
+        res['real_dsb2018_nuclei'] = evaluate(gen, [('fluorescence nuclei (DSB 2018, 512x512)', *real)], tile, tta_gen=tta_gen)
         if args.figure: real_figure(gen, *real, args.figure)
     else: res['real_dsb2018_nuclei'] = 'not available (pip download stardist failed)'
     big, _ = synth_image('nuclei', size=2048, seed=TEST_SEED0 - 1)
     gen.generate(big, progress=False)
     t = time.perf_counter(); gen.generate(big, progress=False); res['seconds_2048x2048_steady'] = round(time.perf_counter() - t, 2)
+    for views in (4, 8):
+        g = MaskGenerator(args.weights, device='cpu', tta=views)
+        t = time.perf_counter(); g.generate(big, progress=False); res[f'seconds_2048x2048_tta{views}'] = round(time.perf_counter() - t, 2)
     res['default_strategy_2048'] = f"tile {default_tile['tile_size']}/{default_tile['overlap']} ({default_tile['window']})"
     text = json.dumps(res, indent=1)
     print(text)

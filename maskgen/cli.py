@@ -71,14 +71,16 @@ def load_generator(
     weights:str|None=None,   # checkpoint path or URL; None for the embedded default
     from_run:str|None=None,  # a training run folder (uses its best EMA weights and calibrated threshold)
     device:str='auto',       # device
+    tta:int=1,               # test-time views to average: 1 (off), 4 or 8
 ):
     "The `MaskGenerator` for the CLI's --weights / --from-run options."
-    from maskgen.generator import MaskGenerator
+    from maskgen.generator import MaskGenerator, TTA_VIEWS
+    if tta not in TTA_VIEWS: raise UsageError(f"--tta {tta}: use 1 (off), 4 (the flips) or 8 (flips and transposes)")
     if from_run and weights: raise UsageError("Pass either --weights or --from-run, not both")
     if from_run:
         import maskgen.evaluate  # noqa: F401  (adds MaskGenerator.from_run)
-        return MaskGenerator.from_run(from_run, device=device)
-    return MaskGenerator(weights, device=device)
+        return MaskGenerator.from_run(from_run, device=device, tta=tta)
+    return MaskGenerator(weights, device=device, tta=tta)
 
 # %% ../nbs/06_cli.ipynb #d5ce9471
 def predict(
@@ -94,6 +96,7 @@ def predict(
     threshold:str='0.5',       # probability threshold in [0,1], or 'auto' for the checkpoint's calibrated one
     channels:str=None,         # channel(s) of a multichannel stack: 0 (grayscale) or 0,1,2 (RGB)
     device:str='auto',         # auto, cpu, cuda or mps
+    tta:int=1,                 # test-time augmentation: average 4 (flips) or 8 (flips and transposes) views; 4-8x slower
     pattern:str='{stem}_mask.png', # mask file name; {stem} is the image's name without suffix
     prob:bool=False,           # also save the probability map as {stem}_prob.tif (float32)
     overwrite:bool=False,      # replace masks that exist (default: skip them, so a killed run resumes)
@@ -118,7 +121,7 @@ def predict(
                                "rename them or use a --pattern that tells them apart")
     thr = threshold if threshold == 'auto' else float(threshold)
     s = _strategy_from_args(strategy, tile_size, overlap, max_dim, window)
-    gen = load_generator(weights, from_run, device)
+    gen = load_generator(weights, from_run, device, tta)
     for t in targets:   # temporary files left by a killed run
         for stale in out_dir.glob(f'.{t.name}.*.tmp'): stale.unlink(missing_ok=True)
     todo = [(f, t) for f, t in zip(files, targets) if overwrite or not t.exists()]

@@ -72,19 +72,20 @@ def model_card_table(
 )->str:
     "A markdown table of the default model's measured Dice per kind of image."
     if not isinstance(results, dict): results = json.loads(Path(results).read_text())
-    rows = ["| images | n | whole | tile | tile vs whole | Otsu | Li |", "|---|---|---|---|---|---|---|"]
-    sections = [('synthetic', 'held-out synthetic: '), ('real_dsb2018_nuclei', 'real: ')]
-    for key, prefix in sections:
-        part = results.get(key)
-        if not isinstance(part, dict): continue
+    sections = [(results[k], prefix) for k, prefix in (('synthetic', 'held-out synthetic: '), ('real_dsb2018_nuclei', 'real: '))
+                if isinstance(results.get(k), dict)]
+    cols = ['whole'] + (['whole_tta8'] if any('whole_tta8' in m for part, _ in sections for m in part.values()) else []) + ['tile', 'tile_vs_whole', 'otsu', 'li']
+    names = dict(whole='whole', whole_tta8='whole, 8 views', tile='tile', tile_vs_whole='tile vs whole', otsu='Otsu', li='Li')
+    rows = ['| images | n | ' + ' | '.join(names[c] for c in cols) + ' |', '|---|---|' + '---|' * len(cols)]
+    for part, prefix in sections:
         for kind, m in part.items():
-            rows.append(f"| {prefix}{kind} | {m['n']} | {m['whole']:.3f} | {m['tile']:.3f} | {m['tile_vs_whole']:.3f} | {m['otsu']:.3f} | {m['li']:.3f} |")
+            rows.append(f"| {prefix}{kind} | {m['n']} | " + ' | '.join(f"{m[c]:.3f}" if c in m else '–' for c in cols) + ' |')
     big = results.get('tile512_vs_whole_1024')
     if isinstance(big, dict):
         low = min(big['per_kind'], key=big['per_kind'].get)
         s = big['strategy']
         rows.append(f"\nWith the default tiles for large images ({s['tile_size']} px, overlap {s['overlap']}) on 1024×1024 synthetic images, "
-                    f"tiled and whole-image masks agree to Dice {big['mean']:.3f} on average (lowest: {low}, {big['per_kind'][low]:.3f}).")
+                    f"tiled and whole-image masks agree to Dice {big['mean']:.4f} on average (lowest: {low}, {big['per_kind'][low]:.4f}).")
         others = {o: v for o, v in results.get('tile512_by_overlap', {}).items() if int(o) != s['overlap']}
         if others: rows[-1] += ' Other overlaps: ' + '; '.join(f"{o} px, mean {v['mean']:.3f}, lowest {v['min']:.3f}" for o, v in others.items()) + '.'
     return '\n'.join(rows)

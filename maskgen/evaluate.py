@@ -159,13 +159,14 @@ def eval_cli(
     save_masks:bool=False,     # also save the predicted masks as <stem>_mask.png in <o>/masks
     fiftyone:bool=False,       # save masks and probabilities in <o>/masks for `maskgen browse --pred`
     device:str='auto',         # auto, cpu, cuda or mps
+    tta:int=1,                 # test-time augmentation: average 4 (flips) or 8 (flips and transposes) views
 )->int:
     "Score a checkpoint on a data split: Dice, IoU, precision and recall per image and overall; -o keeps them as JSON."
     from maskgen.cli import UsageError, load_generator, _strategy_from_args
     try: thr = threshold if threshold == 'auto' else float(threshold)
     except ValueError: raise UsageError(f"--threshold {threshold!r}: give a probability in [0, 1] (e.g. 0.5), or 'auto'") from None
     s = _strategy_from_args(strategy, tile_size, overlap, max_dim, None)
-    gen = load_generator(weights, from_run, device)
+    gen = load_generator(weights, from_run, device, tta)
     summary = evaluate(gen, data_root, split, s, thr, o, save_masks, fiftyone, progress=sys.stderr.isatty())
     _print_summary(summary)
     return 0

@@ -15,7 +15,8 @@ from .checkpoint import load_model
 from .engine import net_logits, tiled_probability, default_overlap, BLEND_WINDOWS
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy', 'MaskGenerator']
+__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'TTA_VIEWS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy',
+           'MaskGenerator']
 
 # %% ../nbs/04_generator.ipynb #67b4bd07
 def pick_device(device='auto')->torch.device:
@@ -92,6 +93,7 @@ def parse_strategy(
 # %% ../nbs/04_generator.ipynb #e02bc809
 import maskgen
 DEFAULT_WEIGHTS = Path(maskgen.__file__).parent / 'weights' / 'default.safetensors'
+TTA_VIEWS = (1, 4, 8)  # numbers of test-time views a `MaskGenerator` can average (see `_logits`)
 
 # %% ../nbs/04_generator.ipynb #6e5cc4c4
 class MaskGenerator:
@@ -104,6 +106,7 @@ class MaskGenerator:
         precision:str='auto',               # 'auto', 'fp32' or 'bf16'
         tiles_per_batch:int|None=None,      # tiles per forward pass; default 1 on CPU, 8 on GPUs
         backend:str='torch',                # 'torch', or 'onnx' to run through ONNX Runtime (CPU; `maskgen[onnx]`)
+        tta:int=1,                          # test-time augmentation: average 1 (off), 4 (flips) or 8 (flips and transposes) views
     ):
         if checkpoint_path is None:
             if not DEFAULT_WEIGHTS.exists():
@@ -125,9 +128,11 @@ class MaskGenerator:
             model, self.info = load_onnx(checkpoint_path)
             device, precision = 'cpu', 'fp32'
         else: model, self.info = load_model(checkpoint_path, use_ema=use_ema, config=config)
-        self._setup(model, device, precision, tiles_per_batch)
+        self._setup(model, device, precision, tiles_per_batch, tta)
 
-    def _setup(self, model, device, precision, tiles_per_batch):
+    def _setup(self, model, device, precision, tiles_per_batch, tta=1):
+        if tta not in TTA_VIEWS: raise ValueError(f"tta={tta!r}: use 1 (off), 4 (flips) or 8 (flips and transposes)")
+        self.tta = tta
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.precision = pick_precision(precision, self.device)
@@ -140,11 +145,12 @@ class MaskGenerator:
         precision:str='auto', # as in `MaskGenerator`
         threshold:float|None=None, # calibrated threshold, used by threshold='auto'
         tiles_per_batch:int|None=None, # as in `MaskGenerator`
+        tta:int=1,            # as in `MaskGenerator`
     )->MaskGenerator:
         "A generator around an existing module, e.g. one you are training."
         self = cls.__new__(cls)
         self.info = dict(config=getattr(model, 'config', None), threshold=threshold, metadata={}, weights='given', path=None)
-        self._setup(model, device, precision, tiles_per_batch)
+        self._setup(model, device, precision, tiles_per_batch, tta)
         return self
 
     @property
@@ -155,7 +161,7 @@ class MaskGenerator:
     def __repr__(self):
         src = Path(self.info['path']).name if self.info.get('path') else 'in-memory model'
         return (f"MaskGenerator({src}, {self.info['weights']} weights, {self.model!r}, device={self.device.type}, "
-                f"precision={self.precision}, threshold={self.threshold})")
+                f"precision={self.precision}, threshold={self.threshold}{f', tta={self.tta}' if self.tta > 1 else ''})")
 
 # %% ../nbs/04_generator.ipynb #1fae0191
 def _pad_to(x:torch.Tensor, multiple:int=32)->torch.Tensor:
@@ -170,8 +176,8 @@ def _pad_to(x:torch.Tensor, multiple:int=32)->torch.Tensor:
 from fastcore.basics import patch
 
 @patch
-def _logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
-    "Logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
+def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
+    "The model's logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
     with torch.inference_mode():
         try: return net_logits(self.model, x.to(self.device), self.precision)
         except torch.OutOfMemoryError:
@@ -181,10 +187,30 @@ def _logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
                 half = x.shape[0] // 2
                 self.tiles_per_batch = max(1, half)
                 warnings.warn(f"CUDA out of memory: retrying with {self.tiles_per_batch} tiles per batch")
-                return torch.cat([self._logits(x[:half]), self._logits(x[half:])])
+                return torch.cat([self._net_logits(x[:half]), self._net_logits(x[half:])])
             warnings.warn("CUDA out of memory even for one tile: continuing on the CPU (use a smaller tile_size to stay on the GPU)")
-            self._setup(self.model.cpu(), 'cpu', 'auto', 1)
+            self._setup(self.model.cpu(), 'cpu', 'auto', 1, self.tta)
             return net_logits(self.model, x.cpu(), self.precision)
+
+# %% ../nbs/04_generator.ipynb #5bc4a5fa
+_VIEWS = [(False, ()), (False, (-1,)), (False, (-2,)), (False, (-2, -1)), (True, ()), (True, (-1,)), (True, (-2,)), (True, (-2, -1))]
+
+def _view(x:torch.Tensor, transpose:bool, dims:tuple)->torch.Tensor:
+    "`x` transposed (last two axes) and then flipped along `dims`."
+    if transpose: x = x.transpose(-2, -1)
+    return x.flip(dims) if dims else x
+
+def _unview(y:torch.Tensor, transpose:bool, dims:tuple)->torch.Tensor:
+    "The inverse of `_view`: `y` flipped back along `dims`, then transposed back."
+    if dims: y = y.flip(dims)
+    return y.transpose(-2, -1) if transpose else y
+
+@patch
+def _logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
+    "Logits for a batch `x`: the model's, or with `tta` views the logit of their mean probability."
+    if self.tta == 1: return self._net_logits(x)
+    p = sum(torch.sigmoid(_unview(self._net_logits(_view(x, *v)).float(), *v)) for v in _VIEWS[:self.tta])
+    return torch.logit(p / self.tta, eps=1e-6)
 
 # %% ../nbs/04_generator.ipynb #02b72012
 @patch
