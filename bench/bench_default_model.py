@@ -114,11 +114,11 @@ def main():
     args = ap.parse_args()
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    from maskgen.generator import MaskGenerator
+    from maskgen.generator import MaskGenerator, parse_strategy
     from maskgen.synth import synth_image, KINDS
     gen = MaskGenerator(args.weights, device='cpu')
-    tta_gen = MaskGenerator(args.weights, device='cpu', tta=8)
-    from maskgen.generator import parse_strategy
+    def with_views(n): return MaskGenerator.from_model(gen.model, 'cpu', gen.precision, gen.threshold, tta=n)   # the same loaded model
+    tta_gen = with_views(8)
     tile = parse_strategy({'name': 'tile', 'tile_size': 256})   # small tiles, so that 512 px images take several; default overlap
     thr = threshold_of(gen)
     cases, i = [], 0
@@ -164,7 +164,7 @@ def main():
     gen.generate(big, progress=False)
     t = time.perf_counter(); gen.generate(big, progress=False); res['seconds_2048x2048_steady'] = round(time.perf_counter() - t, 2)
     for views in (4, 8):
-        g = MaskGenerator(args.weights, device='cpu', tta=views)
+        g = with_views(views)
         t = time.perf_counter(); g.generate(big, progress=False); res[f'seconds_2048x2048_tta{views}'] = round(time.perf_counter() - t, 2)
     res['default_strategy_2048'] = f"tile {default_tile['tile_size']}/{default_tile['overlap']} ({default_tile['window']})"
     text = json.dumps(res, indent=1)

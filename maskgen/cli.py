@@ -74,8 +74,8 @@ def load_generator(
     tta:int=1,               # test-time views to average: 1 (off), 4 or 8
 ):
     "The `MaskGenerator` for the CLI's --weights / --from-run options."
-    from maskgen.generator import MaskGenerator, TTA_VIEWS
-    if tta not in TTA_VIEWS: raise UsageError(f"--tta {tta}: use 1 (off), 4 (the flips) or 8 (flips and transposes)")
+    from maskgen.generator import MaskGenerator, TTA_VIEWS, TTA_CHOICES
+    if tta not in TTA_VIEWS: raise UsageError(f"--tta {tta}: use {TTA_CHOICES}")
     if from_run and weights: raise UsageError("Pass either --weights or --from-run, not both")
     if from_run:
         import maskgen.evaluate  # noqa: F401  (adds MaskGenerator.from_run)

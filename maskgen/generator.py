@@ -15,8 +15,8 @@ from .checkpoint import load_model
 from .engine import net_logits, tiled_probability, default_overlap, BLEND_WINDOWS
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'TTA_VIEWS', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy',
-           'MaskGenerator']
+__all__ = ['STRATEGIES', 'DEFAULT_WEIGHTS', 'TTA_VIEWS', 'TTA_CHOICES', 'pick_device', 'cpu_has_bf16', 'pick_precision',
+           'parse_strategy', 'MaskGenerator']
 
 # %% ../nbs/04_generator.ipynb #67b4bd07
 def pick_device(device='auto')->torch.device:
@@ -94,6 +94,7 @@ def parse_strategy(
 import maskgen
 DEFAULT_WEIGHTS = Path(maskgen.__file__).parent / 'weights' / 'default.safetensors'
 TTA_VIEWS = (1, 4, 8)  # numbers of test-time views a `MaskGenerator` can average (see `_logits`)
+TTA_CHOICES = '1 (off), 4 (flips) or 8 (flips and transposes)'   # the same, in words for error messages
 
 # %% ../nbs/04_generator.ipynb #6e5cc4c4
 class MaskGenerator:
@@ -131,7 +132,7 @@ class MaskGenerator:
         self._setup(model, device, precision, tiles_per_batch, tta)
 
     def _setup(self, model, device, precision, tiles_per_batch, tta=1):
-        if tta not in TTA_VIEWS: raise ValueError(f"tta={tta!r}: use 1 (off), 4 (flips) or 8 (flips and transposes)")
+        if tta not in TTA_VIEWS: raise ValueError(f"tta={tta!r}: use {TTA_CHOICES}")
         self.tta = tta
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
