@@ -12,11 +12,11 @@ from .io import read_image, to_display, save_mask, save_probability, atomic_writ
 from .data import match_by_stem, read_mask
 
 # %% auto #0
-__all__ = ['METRIC_FIELDS', 'MASK_TARGETS', 'BROWSER_SUFFIXES', 'SPLITS', 'RECORD_KEYS', 'GT_COLOR', 'PRED_COLOR', 'mask_metrics',
-           'resize_nearest', 'load_mask', 'image_header', 'write_preview', 'find_inputs', 'sample_record',
-           'collect_records', 'records_from_dataset', 'export_predictions_jsonl', 'read_predictions_jsonl',
-           'FiftyOneDatabaseError', 'import_fiftyone', 'bundled_mongod', 'PrivateDatabase', 'configure_app',
-           'dataset_from_records', 'build_dataset', 'load_predictions_jsonl', 'browse', 'browse_cli']
+__all__ = ['METRIC_FIELDS', 'MASK_TARGETS', 'BROWSER_SUFFIXES', 'SPLITS', 'RECORD_KEYS', 'GT_COLOR', 'PRED_COLOR',
+           'SAMPLES_PER_INSERT', 'mask_metrics', 'resize_nearest', 'load_mask', 'image_header', 'write_preview',
+           'find_inputs', 'sample_record', 'collect_records', 'records_from_dataset', 'export_predictions_jsonl',
+           'read_predictions_jsonl', 'FiftyOneDatabaseError', 'import_fiftyone', 'bundled_mongod', 'PrivateDatabase',
+           'configure_app', 'dataset_from_records', 'build_dataset', 'load_predictions_jsonl', 'browse', 'browse_cli']
 
 # %% ../nbs/13_browse.ipynb #46cd74a3
 METRIC_FIELDS = ('dice', 'iou', 'precision', 'recall', 'fg_fraction_gt', 'fg_fraction_pred')
@@ -467,15 +467,19 @@ def _sample(fo, rec:dict):
     return s
 
 # %% ../nbs/13_browse.ipynb #13ae543f
+SAMPLES_PER_INSERT = 500   # samples per database insert: a few hundred KB of documents
+
 def dataset_from_records(
     records:list[dict],    # from `collect_records` or `read_predictions_jsonl`
     name:str|None=None,    # dataset name; None for a new unique one
     persistent:bool=False, # keep the dataset in FiftyOne's database after Python exits
     overwrite:bool=True,   # replace a dataset of the same name
+    batch_size:int=SAMPLES_PER_INSERT, # samples made and written to the database at once
 ):
-    "A FiftyOne dataset of `records`, set up for comparing masks (see `configure_app`)."
+    "A FiftyOne dataset of `records`, set up for comparing masks (see `configure_app`); the samples are written `batch_size` at a time."
     fo = import_fiftyone()
     if not records: raise ValueError("No records to make a dataset of: pass at least one image")
+    if not (isinstance(batch_size, int) and batch_size > 0): raise ValueError(f"batch_size={batch_size!r}: pass a positive number of samples per write, e.g. {SAMPLES_PER_INSERT}")
     ds = fo.Dataset(name, persistent=persistent, overwrite=overwrite)
     ds.add_sample_field('original_path', fo.StringField)
     for f in METRIC_FIELDS: ds.add_sample_field(f, fo.FloatField)
@@ -483,7 +487,8 @@ def dataset_from_records(
     for f, cls in (('ground_truth', fo.Segmentation), ('prediction', fo.Segmentation), ('probability', fo.Heatmap)):
         if any(r.get(f) for r in records): ds.add_sample_field(f, fo.EmbeddedDocumentField, embedded_doc_type=cls)
     if any(r.get('split') for r in records): ds.add_sample_field('split', fo.StringField)
-    ds.add_samples([_sample(fo, r) for r in records], progress=False)
+    for start in range(0, len(records), batch_size):   # one insert per batch (batcher=False), and only one batch of samples in memory
+        ds.add_samples([_sample(fo, r) for r in records[start:start + batch_size]], batcher=False, progress=False)
     return configure_app(ds)
 
 # %% ../nbs/13_browse.ipynb #44419758

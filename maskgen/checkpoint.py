@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_checkpoint.ipynb #3bc95986
 from __future__ import annotations
-import io, json, pickle
+import io, json, pickle, re
 from pathlib import Path
 import torch
 from torch import nn
@@ -16,16 +16,18 @@ __all__ = ['clean_state_dict', 'infer_config', 'load_weights', 'read_checkpoint'
            'save_lab_checkpoint']
 
 # %% ../nbs/02_checkpoint.ipynb #d5be7725
+_LEGACY_KEY = re.compile(r'^(encoder\.down[1-3]|decoder\.up[1-3])\.(\d+)\.')
+
 def clean_state_dict(
     state_dict:dict, # weights as saved by a compiled and/or `AveragedModel`-wrapped model
 )->dict:
-    "`state_dict` with `module.` and `_orig_mod.` prefixes stripped and `n_averaged` dropped."
+    "`state_dict` with `module.` and `_orig_mod.` prefixes stripped, `n_averaged` dropped and maskgen's pre-0.2 names mapped to the lab's."
     out = {}
     for k, v in state_dict.items():
         if k == 'n_averaged': continue
         for prefix in ('module.', '_orig_mod.'):
             if k.startswith(prefix): k = k[len(prefix):]
-        out[k] = v
+        out[_LEGACY_KEY.sub(r'\1.block.\2.', k)] = v
     return out
 
 # %% ../nbs/02_checkpoint.ipynb #f3d9b493
@@ -46,6 +48,7 @@ def load_weights(
     model:nn.Module,  # the module to load into
     state_dict:dict,  # cleaned weights
     source:str='weights', # what to call the weights in an error (e.g. the file name)
+    check_only:bool=False, # only check names and shapes (e.g. for a model on the meta device)
 )->nn.Module:
     "Load `state_dict` into `model` strictly; on mismatch raise an error listing missing, unexpected and mis-shaped keys."
     own = model.state_dict()
@@ -58,21 +61,38 @@ def load_weights(
         raise ValueError(f"{source} do not fit {model!r}:" + fmt('missing keys', missing) + fmt('unexpected keys', unexpected)
                          + fmt('shape mismatches', shapes) + "\nCheck that the checkpoint is for this architecture and config "
                          "(channels, layers), or load it without `config=` so it is read from the weights.")
-    model.load_state_dict(state_dict)
+    if not check_only: model.load_state_dict(state_dict)
     return model
 
 # %% ../nbs/02_checkpoint.ipynb #5a72dbab
+def _sniff_format(path:Path)->str|None:
+    "'zip' (torch.save), 'pickle' (legacy torch.save) or 'safetensors' from the first bytes of `path`; None for anything else."
+    with open(path, 'rb') as f: head = f.read(16)
+    if head.startswith(b'PK\x03\x04'): return 'zip'
+    if head[:1] == b'\x80' and head[1:2] in (b'\x02', b'\x03', b'\x04', b'\x05'): return 'pickle'
+    if len(head) >= 9 and int.from_bytes(head[:8], 'little') < 100_000_000 and head[8:9] == b'{': return 'safetensors'
+    return None
+
+def _not_a_checkpoint(path:Path)->ValueError:
+    "The error for a file that is no checkpoint at all, saying what its first bytes look like."
+    with open(path, 'rb') as f: head = f.read(64)
+    kind = 'an empty file' if not head else 'text' if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else 'binary data of another format'
+    return ValueError(f"{path} is not a model checkpoint: it is {kind}, not a PyTorch .pth (torch.save) or a .safetensors file. "
+                      "Pass the best.pth your training wrote, a maskgen .safetensors, or leave the weights out for the default model")
+
 def _torch_load(path:Path, map_location='cpu'):
     "`torch.load(weights_only=True)` with errors that name the file and what to do."
+    fmt = _sniff_format(path)
+    if fmt is None: raise _not_a_checkpoint(path)
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise pickle.UnpicklingError(
             f"Refused to load {path}: it contains Python objects other than tensors, and unpickling them could run "
             f"arbitrary code ({str(e).splitlines()[0]}). If you trust the file, re-save only its weights "
             "(torch.save({'model_state_dict': ckpt['model_state_dict'], ...})) or convert it to safetensors.") from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"Cannot read checkpoint {path}: {type(e).__name__}: {e}. Is the file complete? "
-                         "Download or copy it again.") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"Cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+                         "Is the file complete? Download or copy it again.") from e
 
 # %% ../nbs/02_checkpoint.ipynb #85acbaba
 def read_checkpoint(
@@ -83,14 +103,16 @@ def read_checkpoint(
     path = Path(path).expanduser()
     if not path.exists(): raise FileNotFoundError(f"Checkpoint {path} does not exist: check the path, or call "
                                                   "maskgen.hub.download_weights() to get the lab model")
-    if path.suffix == '.safetensors':
+    if path.is_dir(): raise IsADirectoryError(f"Checkpoint {path} is a folder: pass the file in it, e.g. {path/'best.pth'}")
+    if path.suffix == '.safetensors' or _sniff_format(path) == 'safetensors':
         from safetensors import safe_open
         from safetensors.torch import load_file
         try:
             with safe_open(str(path), framework='pt') as f: meta = f.metadata() or {}
             sd = load_file(str(path))
-        except Exception as e: raise ValueError(f"Cannot read checkpoint {path}: {e}. Is the file complete?") from e
-        meta = {k: (json.loads(v) if k in ('config', 'threshold', 'metrics', 'provenance') else v) for k, v in meta.items()}
+        except Exception as e: raise ValueError(f"Cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. Is the file complete?") from e
+        try: meta = {k: (json.loads(v) if k in ('config', 'threshold', 'metrics', 'provenance') else v) for k, v in meta.items()}
+        except json.JSONDecodeError as e: raise ValueError(f"The metadata of {path} is not valid JSON ({e}): re-save the weights with maskgen.checkpoint.save_safetensors") from e
         return dict(state_dict=clean_state_dict(sd), config=meta.get('config'), threshold=meta.get('threshold'),
                     metadata=meta, weights='ema' if meta.get('weights', 'ema') == 'ema' else meta['weights'])
     ckpt = _torch_load(path)
@@ -106,15 +128,29 @@ def read_checkpoint(
                 metadata=meta, weights=weights)
 
 # %% ../nbs/02_checkpoint.ipynb #83870c7b
+def _check_config(cfg:dict, state_dict:dict, source:str):
+    "Raise if the network of `cfg` does not fit `state_dict`, by building it on the meta device: nothing is allocated."
+    with torch.device('meta'): model = Net(cfg['channels'], cfg)
+    load_weights(model, state_dict, source, check_only=True)
+
 def load_model(
     path:str|Path,           # checkpoint file (see `read_checkpoint`)
     use_ema:bool=True,       # prefer the EMA weights
-    config:dict|None=None,   # expected model config; by default read from the checkpoint or its tensor shapes
+    config:dict|None=None,   # expected model config, or the lab's whole training config; by default read from the checkpoint
 )->tuple[Net, dict]:
     "A `Net` in eval mode with the weights of `path`, and the checkpoint's info (config, threshold, metadata)."
     ck = read_checkpoint(path, use_ema=use_ema)
-    cfg = net_config({**infer_config(ck['state_dict']), **(ck['config'] or {}), **(config or {})}, stochastic_depth=0.)
-    model = load_weights(Net(cfg['channels'], cfg), ck['state_dict'], f"Weights in {Path(path).name}").eval()
+    name = Path(path).name
+    inferred = infer_config(ck['state_dict'])
+    stored = {k: v for k, v in (ck['config'] or {}).items() if k in ('channels', 'layers', 'norm')}
+    clash = {k: (v, inferred[k]) for k, v in stored.items() if v != inferred[k]}
+    if clash:
+        raise ValueError(f"The metadata of {name} does not match its weights: " + ', '.join(
+            f"it says {k}={a!r} but the tensors have {k}={b!r}" for k, (a, b) in clash.items())
+            + ". The file was edited or written by other code: re-save it, or load it as a plain state dict")
+    cfg = net_config({**inferred, **stored, **(config or {})}, stochastic_depth=0.)
+    _check_config(cfg, ck['state_dict'], f"Weights in {name}")   # a config that does not fit fails before allocating
+    model = load_weights(Net(cfg['channels'], cfg), ck['state_dict'], f"Weights in {name}").eval()
     return model, dict(config=cfg, threshold=ck['threshold'], metadata=ck['metadata'], weights=ck['weights'], path=str(path))
 
 # %% ../nbs/02_checkpoint.ipynb #51ba7f11

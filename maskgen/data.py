@@ -149,20 +149,10 @@ def jitter_intensity(
 
 # %% ../nbs/08_data.ipynb #0caea428
 def _image_size(path:Path)->tuple[int, int]:
-    "(height, width) of the image at `path` from its header, falling back to decoding it."
-    try:
-        if path.suffix.lower() in ('.tif', '.tiff'):
-            import tifffile
-            with tifffile.TiffFile(path) as tif: shape = tuple(tif.series[0].shape)
-            if len(shape) == 2: return shape
-            if len(shape) == 3:
-                from maskgen.io import _channel_axis
-                return tuple(s for i, s in enumerate(shape) if i != _channel_axis(shape, str(path)))
-        else:
-            from PIL import Image
-            with Image.open(path) as im: return (im.size[1], im.size[0])
-    except Exception: pass
-    return read_image(path).shape[:2]
+    "(height, width) of the image at `path` as `read_image` reads it (EXIF orientation, TIFF axes), from its header when possible."
+    from maskgen.io import image_shape
+    try: return image_shape(path)
+    except Exception: return read_image(path).shape[:2]
 
 # %% ../nbs/08_data.ipynb #dfebb40b
 def _array_bytes(arr:np.ndarray)->int:

@@ -132,6 +132,7 @@ def tile_starts(
     "Start offsets of tiles covering `length`, `tile_size - overlap` apart, the last one flush with the end."
     if length < tile_size: raise ValueError(f"The image side of {length} px is smaller than tile_size {tile_size}: "
                                             f"use strategy 'whole' or a tile_size of at most {length // 32 * 32}")
+    if length == tile_size: return [0]   # one tile, whatever the overlap
     stride = tile_size - overlap
     n = math.ceil((length - tile_size) / stride) + 1
     return [min(i * stride, length - tile_size) for i in range(n)]
@@ -176,7 +177,7 @@ def tiled_probability(
     image:np.ndarray,              # (H,W,3) image from `read_image`
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
     predict:Callable[[Tensor], Tensor], # (n,3,T,T) float tensor → (n,1,T,T) logits
-    tile_size:int=512,             # tile side, a multiple of 32 for `Net`
+    tile_size:int|tuple=512,       # tile side, or (height, width), multiples of 32 for `Net`
     overlap:int|None=None,         # overlap between neighbouring tiles; None for `default_overlap(tile_size)`
     window:str='hann',             # blend window, one of `BLEND_WINDOWS`
     tiles_per_batch:int=1,         # tiles per call of `predict`
@@ -185,28 +186,29 @@ def tiled_probability(
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
     if overlap is None: overlap = default_overlap(tile_size)
+    th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
     H, W = image.shape[:2]
-    ys, xs = tile_starts(H, tile_size, overlap), tile_starts(W, tile_size, overlap)
-    prof_y = [blend_profile(tile_size, overlap, window, y > 0, y + tile_size < H) for y in ys]
-    prof_x = [blend_profile(tile_size, overlap, window, x > 0, x + tile_size < W) for x in xs]
+    ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
+    prof_y = [blend_profile(th, overlap, window, y > 0, y + th < H) for y in ys]
+    prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < W) for x in xs]
     sum_y, sum_x = np.zeros(H, np.float32), np.zeros(W, np.float32)
-    for y, p in zip(ys, prof_y): sum_y[y:y + tile_size] += p
-    for x, p in zip(xs, prof_x): sum_x[x:x + tile_size] += p
-    acc = np.zeros((tile_size, W), np.float32)   # rows top..top+tile_size of the blended sum
-    buf = np.empty((tiles_per_batch, 3, tile_size, tile_size), np.float32)
+    for y, p in zip(ys, prof_y): sum_y[y:y + th] += p
+    for x, p in zip(xs, prof_x): sum_x[x:x + tw] += p
+    acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
+    buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     top = 0
     for iy, y in enumerate(ys):
         if y > top:   # rows top..y are final: no later tile reaches them
             yield top, y, acc[:y - top] / (sum_y[top:y, None] * sum_x[None])
-            acc[:tile_size - (y - top)] = acc[y - top:].copy()
-            acc[tile_size - (y - top):] = 0
+            acc[:th - (y - top)] = acc[y - top:].copy()
+            acc[th - (y - top):] = 0
             top = y
         for b0 in range(0, len(xs), tiles_per_batch):
             bx = xs[b0:b0 + tiles_per_batch]
-            for j, x in enumerate(bx): normalize_tile(image[y:y + tile_size, x:x + tile_size], value_range, out=buf[j])
+            for j, x in enumerate(bx): normalize_tile(image[y:y + th, x:x + tw], value_range, out=buf[j])
             logits = predict(torch.from_numpy(buf[:len(bx)]).to(device))
             probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for j, x in enumerate(bx):
-                acc[y - top:y - top + tile_size, x:x + tile_size] += probs[j] * prof_y[iy][:, None] * prof_x[b0 + j][None]
+                acc[y - top:y - top + th, x:x + tw] += probs[j] * prof_y[iy][:, None] * prof_x[b0 + j][None]
             if progress: progress(len(bx))
     yield top, H, acc[:H - top] / (sum_y[top:, None] * sum_x[None])

@@ -13,9 +13,10 @@ from .io import read_image, atomic_write, save_mask, save_probability
 from .data import find_split, read_mask
 from .generator import MaskGenerator, parse_strategy, _check_threshold
 from .browse import mask_metrics
+from .train import utc_timestamp, software_versions
 
 # %% auto #0
-__all__ = ['run_weights', 'evaluate', 'eval_cli']
+__all__ = ['EVAL_SCHEMA_VERSION', 'run_weights', 'evaluate', 'eval_cli']
 
 # %% ../nbs/11_evaluate.ipynb #9aea1241
 def run_weights(
@@ -54,6 +55,9 @@ def _pooled(tp:int, n_gt:int, n_pred:int)->tuple[float, float]:
     if n_gt + n_pred == 0: return 1., 1.
     return 2 * tp / (n_gt + n_pred), tp / (n_gt + n_pred - tp)
 
+# %% ../nbs/11_evaluate.ipynb #47492d34
+EVAL_SCHEMA_VERSION = 1   # of summary.json and per_image.jsonl
+
 # %% ../nbs/11_evaluate.ipynb #40068b4e
 def _write_lines(path:Path, records:list[dict])->Path:
     "Write `records` as JSON lines to `path`, atomically."
@@ -79,6 +83,7 @@ def evaluate(
     channels=None,                 # channel(s) of multichannel images, as for `maskgen.io.read_image`
     mask_threshold:float=127,      # ground-truth values above this are foreground (see `maskgen.data.read_mask`)
     progress:bool=False,           # show a progress bar over the images
+    min_dice:float|None=None,      # a quality gate: the summary says whether the pooled Dice reaches it (`passed`)
 )->dict:
     "Score the masks of `weights_or_generator` on `data_root/split`; returns the summary and writes it with per-image metrics to `out_dir`."
     if (save_masks or fiftyone) and out_dir is None:
@@ -86,6 +91,9 @@ def evaluate(
     gen = _as_generator(weights_or_generator, device)
     thr = _check_threshold(threshold, gen)
     if strategy is not None: parse_strategy(strategy)   # bad options fail before any image is read
+    if min_dice is not None and not (isinstance(min_dice, (int, float)) and 0 <= min_dice <= 1):
+        raise ValueError(f"min_dice={min_dice!r}: give the lowest acceptable pooled Dice, a number in [0, 1] (e.g. 0.85)")
+    stamp = dict(schema_version=EVAL_SCHEMA_VERSION, created=utc_timestamp(), environment=software_versions(gen.device))
     pairs = find_split(data_root, split)
     out_dir = Path(out_dir) if out_dir is not None else None
     mask_dir = out_dir/'masks' if out_dir is not None and (save_masks or fiftyone) else None
@@ -106,23 +114,27 @@ def evaluate(
             rec['prediction'] = str(save_mask(pred, mask_dir/f'{img_path.stem}_mask.png'))
             if fiftyone: rec['probability'] = str(save_probability(prob, mask_dir/f'{img_path.stem}_prob.tif'))
         rec['seconds'] = round(time.perf_counter() - t0, 4)
-        records.append(rec)
+        records.append({**rec, **stamp})
         tp += int(np.count_nonzero(gt & pred)); n_gt += int(np.count_nonzero(gt)); n_pred += int(np.count_nonzero(pred))
     pooled_dice, pooled_iou = _pooled(tp, n_gt, n_pred)
     mean = lambda k: float(np.mean([r[k] for r in records]))
     worst = sorted(records, key=lambda r: r['dice'])[:5]
+    strategies = {}
+    for r in records: strategies[r['strategy']] = strategies.get(r['strategy'], 0) + 1
     summary = dict(
-        n=len(records), data_root=str(data_root), split=split,
+        **stamp, n=len(records), data_root=str(data_root), split=split,
         mean_dice=mean('dice'), mean_iou=mean('iou'), pooled_dice=pooled_dice, pooled_iou=pooled_iou,
         mean_precision=mean('precision'), mean_recall=mean('recall'),
         mean_fg_fraction_gt=mean('fg_fraction_gt'), mean_fg_fraction_pred=mean('fg_fraction_pred'),
         worst=[dict(stem=r['stem'], dice=r['dice']) for r in worst],
         weights=gen.info.get('path') or 'in-memory model', weights_kind=gen.info.get('weights'), model=gen.info.get('config'),
         strategy=parse_strategy(strategy) if strategy is not None else 'auto (tile for images larger than a tile, else whole)',
+        strategy_per_image=strategies, tta=gen.tta,
         threshold=thr, threshold_source='given' if threshold != 'auto' else 'calibrated' if gen.threshold is not None else 'default (the weights have no calibrated threshold)',
         empty_masks='an empty prediction of an empty ground truth scores 1 (Dice, IoU, precision, recall)',
         device=str(gen.device), inference_precision=gen.precision, seconds=round(time.perf_counter() - t_start, 3),
         maskgen_version=__version__)
+    if min_dice is not None: summary.update(min_dice=min_dice, passed=pooled_dice >= min_dice)
     if out_dir is not None:
         files = dict(per_image=str(_write_lines(out_dir/'per_image.jsonl', records)))
         if mask_dir is not None: files['masks'] = str(mask_dir)
@@ -135,6 +147,7 @@ def evaluate(
 def _print_summary(s:dict):
     "Print the summary of `evaluate` for a person."
     strategy = s['strategy']['name'] if isinstance(s['strategy'], dict) else 'auto'
+    if s.get('tta', 1) > 1: strategy += f", tta {s['tta']}"
     print(f"maskgen eval: {s['n']} images of {Path(s['data_root'])/s['split']} with {Path(s['weights']).name} "
           f"(threshold {s['threshold']:g}, {s['threshold_source'].split(' ')[0]}; strategy {strategy}) in {s['seconds']:.1f} s")
     print(f"  Dice {s['mean_dice']:.4f} mean, {s['pooled_dice']:.4f} pooled;  IoU {s['mean_iou']:.4f} mean, {s['pooled_iou']:.4f} pooled")
@@ -160,13 +173,19 @@ def eval_cli(
     fiftyone:bool=False,       # save masks and probabilities in <o>/masks for `maskgen browse --pred`
     device:str='auto',         # auto, cpu, cuda or mps
     tta:int=1,                 # test-time augmentation: average 4 (flips) or 8 (flips and transposes) views
+    min_dice:float=None,       # quality gate: exit status 1 when the pooled Dice is below this (e.g. 0.85)
 )->int:
-    "Score a checkpoint on a data split: Dice, IoU, precision and recall per image and overall; -o keeps them as JSON."
-    from maskgen.cli import UsageError, load_generator, _strategy_from_args
-    try: thr = threshold if threshold == 'auto' else float(threshold)
-    except ValueError: raise UsageError(f"--threshold {threshold!r}: give a probability in [0, 1] (e.g. 0.5), or 'auto'") from None
-    s = _strategy_from_args(strategy, tile_size, overlap, max_dim, None)
+    "Score a checkpoint on a data split: Dice, IoU, precision and recall per image and overall; -o keeps them as JSON; --min-dice gates."
+    from maskgen.cli import UsageError, load_generator, parse_threshold, strategy_from_options
+    thr = parse_threshold(threshold)
+    if min_dice is not None and not 0 <= min_dice <= 1: raise UsageError(f"--min-dice {min_dice:g}: give a Dice in [0, 1], e.g. 0.85")
+    s = strategy_from_options(strategy, tile_size, overlap, max_dim)
     gen = load_generator(weights, from_run, device, tta)
-    summary = evaluate(gen, data_root, split, s, thr, o, save_masks, fiftyone, progress=sys.stderr.isatty())
+    summary = evaluate(gen, data_root, split, s, thr, o, save_masks, fiftyone, progress=sys.stderr.isatty(), min_dice=min_dice)
     _print_summary(summary)
-    return 0
+    if min_dice is None: return 0
+    verdict = (f"pooled Dice {summary['pooled_dice']:.4f} {'>=' if summary['passed'] else '<'} --min-dice {min_dice:g} "
+               f"({summary['n']} images of {Path(summary['data_root'])/summary['split']})")
+    if summary['passed']: print(f"maskgen eval: passed: {verdict}"); return 0
+    print(f"maskgen eval: FAILED: {verdict}", file=sys.stderr)
+    return 1

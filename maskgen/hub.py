@@ -4,16 +4,17 @@
 
 # %% ../nbs/05_hub.ipynb #b983607c
 from __future__ import annotations
-import hashlib, os, uuid
+import hashlib, json, os, uuid
 from pathlib import Path
 from . import __version__
 
 # %% auto #0
-__all__ = ['DEFAULT_WEIGHTS_URL', 'DEFAULT_CACHE_DIR', 'CACHE_ENV_VAR', 'cache_dir', 'file_sha256', 'ChecksumError',
-           'download_weights']
+__all__ = ['DEFAULT_URL', 'DEFAULT_WEIGHTS_URL', 'DEFAULT_CACHE_DIR', 'CACHE_ENV_VAR', 'cache_dir', 'file_sha256',
+           'ChecksumError', 'url_cache_path', 'download_weights']
 
 # %% ../nbs/05_hub.ipynb #247e227f
-DEFAULT_WEIGHTS_URL = "https://github.com/maskgen-lab/maskgen/releases/download/v0.1.0/best.pth"
+DEFAULT_URL = "https://github.com/Katsurado/bernlab_maskgen/releases/latest/download/best.pth"   # the lab's release
+DEFAULT_WEIGHTS_URL = DEFAULT_URL
 DEFAULT_CACHE_DIR = "~/.cache/maskgen"
 CACHE_ENV_VAR = "MASKGEN_CACHE"
 
@@ -92,24 +93,34 @@ def _download_to(
     return h.hexdigest()
 
 # %% ../nbs/05_hub.ipynb #e542f3df
+def url_cache_path(
+    url:str,                      # where the weights come from
+    cache_dir:str|Path|None=None, # the cache folder; None: `cache_dir()`
+    filename:str="best.pth",      # the file's name
+)->Path:
+    "Where `download_weights` keeps the file from `url`: a folder per URL, so two URLs never share a cached file."
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else _cache_root()
+    return folder/'weights'/hashlib.sha256(url.encode()).hexdigest()[:16]/filename
+
+# %% ../nbs/05_hub.ipynb #3ca264da
 def download_weights(
-    url:str=DEFAULT_WEIGHTS_URL,  # http(s):// or file:// URL of the weights
+    url:str=DEFAULT_URL,          # http(s):// or file:// URL of the weights; default the lab's latest release
     cache_dir:str|Path|None=None, # folder to keep them in; None: `cache_dir()` (`$MASKGEN_CACHE` or ~/.cache/maskgen)
-    filename:str="best.pth",      # name of the file in `cache_dir`
-    force:bool=False,             # download again even if the file is cached
+    filename:str="best.pth",      # name of the file in its URL's folder of `cache_dir`
+    force:bool=False,             # download again even if the file is cached (e.g. a new `latest` release)
     sha256:str|None=None,         # expected sha256 hex digest; checked on download and on cached files
     progress:bool=True,           # show a progress bar
     timeout:float=30.,            # seconds to wait for the server before giving up
-)->Path:
+)->str:
     "Path of the weights at `url` in the cache folder, downloading them (atomically, checked) if needed."
-    if '://' not in url:
+    if not isinstance(url, str) or '://' not in url:
         raise ValueError(f"{url!r} is not a URL: for a local file pass its path directly, "
                          f'`MaskGenerator("{url}")`, or use a file:// URL')
     sha256 = _check_sha256(sha256)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else _cache_root()
-    path = folder/filename
+    path = url_cache_path(url, cache_dir, filename)
+    folder = path.parent
     if path.is_file() and not force:
-        if sha256 is None or file_sha256(path) == sha256: return path
+        if sha256 is None or file_sha256(path) == sha256: return str(path)
     try: folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PermissionError(f"Cannot create cache folder {folder}: {e}. Set {CACHE_ENV_VAR} to a folder you can write to.") from e
@@ -121,5 +132,10 @@ def download_weights(
                                 "The download is corrupt or the file at that URL has changed; "
                                 f"the partial file was deleted. {_LOCAL_FILE_HINT}")
         os.replace(part, path)
-    finally: part.unlink(missing_ok=True)
-    return path
+        source = json.dumps({'url': url, 'file': filename, 'sha256': actual}, indent=1)
+        from maskgen.io import atomic_write
+        atomic_write(folder/'source.json', lambda f: f.write(source.encode()))
+    finally:
+        part.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()): folder.rmdir()   # nothing came: leave no empty folder
+    return str(path)

@@ -28,7 +28,7 @@ except ImportError as e:
     raise ImportError(f"maskgen.learner needs fastai ({e}): pip install fastai, or train with maskgen.train, which does not") from None
 
 # %% auto #0
-__all__ = ['EMAModel', 'EMACallback', 'EpochCrops', 'CPUAutocast', 'MaskDice', 'mask_learner', 'export_learner']
+__all__ = ['EMAModel', 'EMACallback', 'EpochCrops', 'CPUAutocast', 'MaskDice', 'MaskIoU', 'mask_learner', 'export_learner']
 
 # %% ../nbs/15_learner.ipynb #9d64a25a
 class EMAModel(nn.Module):
@@ -116,6 +116,15 @@ class MaskDice(Metric):
     @property
     def name(self)->str: return 'dice'
 
+# %% ../nbs/15_learner.ipynb #d5f6ec1b
+class MaskIoU(MaskDice):
+    "IoU of `sigmoid(logits) >= 0.5` over all validation pixels together (1 when both are empty)."
+    @property
+    def value(self)->float: return self.inter / (self.total - self.inter) if self.total else 1.
+    @property
+    def name(self)->str: return 'iou'
+
+
 # %% ../nbs/15_learner.ipynb #363effcc
 _FASTAI_SCHEDULE_KEYS = dict(epochs=1, warmup_epoch=0, scheduler_params={'T-max': 1})   # fit_one_cycle's schedule replaces these
 
@@ -124,7 +133,7 @@ def mask_learner(
     config:dict,        # training config of `maskgen.train` (epochs, warmup_epoch and scheduler_params may be left out)
     path:str|Path='.',  # folder for `learn.save` and `SaveModelCallback` (they write path/models/<name>.pth)
     cbs=None,           # more callbacks
-    metrics=None,       # metrics; default `MaskDice()`
+    metrics=None,       # metrics; default `MaskDice()` and `MaskIoU()`
     **kwargs,           # more arguments of fastai's `Learner`
 )->Learner:
     "A fastai `Learner` for maskgen's `Net` on `data_root`: same data, loss, parameter groups, EMA and precision as `maskgen.train`."
@@ -141,7 +150,7 @@ def mask_learner(
     learn = Learner(dls, model, loss_func=partial(segmentation_loss, kind=cfg['loss']),
                     opt_func=partial(OptimWrapper, opt=torch.optim.AdamW),
                     splitter=lambda m: [g['params'] for g in param_groups(m.net, 0.)],
-                    lr=cfg['lr'], wd=[cfg['weight_decay'], 0.], metrics=[MaskDice()] if metrics is None else metrics,
+                    lr=cfg['lr'], wd=[cfg['weight_decay'], 0.], metrics=[MaskDice(), MaskIoU()] if metrics is None else metrics,
                     cbs=callbacks + list(cbs or []), path=path, **kwargs)
     learn.mask_config = cfg
     return learn.to_mixed_precision(cfg['amp'])

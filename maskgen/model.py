@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['NORMS', 'LAB_CONFIG', 'MODEL_KEYS', 'GRN', 'ChannelNorm', 'norm_layer', 'drop_path', 'Block', 'net_config', 'Encoder',
-           'Decoder', 'Net']
+__all__ = ['NORMS', 'LAB_CONFIG', 'MODEL_KEYS', 'GRN', 'ChannelNorm', 'norm_layer', 'drop_path', 'Block', 'net_config',
+           'DownSample', 'UpSample', 'Encoder', 'Decoder', 'Net']
 
 # %% ../nbs/01_model.ipynb #de5ae7e4
 class GRN(nn.Module):
@@ -20,7 +20,7 @@ class GRN(nn.Module):
         eps:float=1e-6,   # added to the mean norm to avoid division by zero
     ):
         super().__init__()
-        self.gamma, self.beta, self.eps = nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim)), eps
+        self.beta, self.gamma, self.eps = nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim)), eps   # the lab's order
 
     def forward(self, x:Tensor)->Tensor:
         gx = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True)   # ‖x‖₂ over H,W, per channel
@@ -103,9 +103,28 @@ def net_config(
     return dict(channels=cfg['channels'], layers=list(layers), stochastic_depth=float(cfg['stochastic_depth']), norm=cfg['norm'])
 
 # %% ../nbs/01_model.ipynb #ef4c0f0b
-def _down(c:int, norm:str)->nn.Sequential: return nn.Sequential(norm_layer(c, norm), nn.Conv2d(c, 2 * c, 2, stride=2))
-def _up(c_in:int, c_out:int, norm:str)->nn.Sequential:
-    return nn.Sequential(norm_layer(c_in, norm), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False))
+class DownSample(nn.Module):
+    "Between encoder stages: norm, then a 2×2 stride-2 conv that halves the size and doubles the channels."
+    def __init__(self,
+        dim:int,            # channels in (out: 2·dim)
+        norm:str='global',  # 'global' or 'local', see `Block`
+    ):
+        super().__init__()
+        self.block = nn.Sequential(norm_layer(dim, norm), nn.Conv2d(dim, 2 * dim, 2, stride=2))
+
+    def forward(self, x:Tensor)->Tensor: return self.block(x)
+
+class UpSample(nn.Module):
+    "Between decoder levels: norm, then a 4×4 stride-2 transposed conv that doubles the size."
+    def __init__(self,
+        dim_in:int,         # channels in
+        dim_out:int,        # channels out
+        norm:str='global',  # 'global' or 'local', see `Block`
+    ):
+        super().__init__()
+        self.block = nn.Sequential(norm_layer(dim_in, norm), nn.ConvTranspose2d(dim_in, dim_out, 4, stride=2, padding=1, bias=False))
+
+    def forward(self, x:Tensor)->Tensor: return self.block(x)
 
 # %% ../nbs/01_model.ipynb #74ed1086
 class Encoder(nn.Module):
@@ -113,17 +132,17 @@ class Encoder(nn.Module):
     def __init__(self,
         channels:int,           # width C of the first stage
         layers:list[int],       # blocks per stage
-        stochastic_depth:float, # drop rate of the deepest block; rises linearly from 0
+        stochastic_depth:float, # drop rate of the deepest block; block k of n gets k/n of it, as in the lab's code
         norm:str='global',      # 'global' or 'local', see `Block`
     ):
         super().__init__()
         C = channels
         self.stem = nn.Sequential(nn.Conv2d(3, C, 4, stride=4, bias=False), norm_layer(C, norm))
-        rates = torch.linspace(0, stochastic_depth, sum(layers)).tolist()
+        rates = [(k + 1) / sum(layers) * stochastic_depth for k in range(sum(layers))]
         starts = [sum(layers[:i]) for i in range(4)]
-        for i, (n, start) in enumerate(zip(layers, starts)):
+        for i, (n, start) in enumerate(zip(layers, starts)):   # stage1, down1, stage2, …: the lab's order, so optimizer states line up
             setattr(self, f'stage{i+1}', nn.Sequential(*[Block(C * 2**i, rates[start + j], norm) for j in range(n)]))
-        for i in range(3): setattr(self, f'down{i+1}', _down(C * 2**i, norm))
+            if i < 3: setattr(self, f'down{i+1}', DownSample(C * 2**i, norm))
 
     def forward(self, x:Tensor)->list[Tensor]:
         s1 = self.stage1(self.stem(x))
@@ -140,9 +159,9 @@ class Decoder(nn.Module):
     ):
         super().__init__()
         C = channels
-        self.up1, self.ref1 = _up(8 * C, 4 * C, norm), Block(8 * C, norm=norm)
-        self.up2, self.ref2 = _up(8 * C, 2 * C, norm), Block(4 * C, norm=norm)
-        self.up3, self.ref3a, self.ref3b = _up(4 * C, C, norm), Block(2 * C, norm=norm), Block(2 * C, norm=norm)
+        self.up1, self.ref1 = UpSample(8 * C, 4 * C, norm), Block(8 * C, norm=norm)
+        self.up2, self.ref2 = UpSample(8 * C, 2 * C, norm), Block(4 * C, norm=norm)
+        self.up3, self.ref3a, self.ref3b = UpSample(4 * C, C, norm), Block(2 * C, norm=norm), Block(2 * C, norm=norm)
         self.predict = nn.Sequential(nn.Upsample(scale_factor=4, mode='bilinear', align_corners=False),
                                      Block(2 * C, norm=norm), nn.Conv2d(2 * C, 1, 1))
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib, hashlib, json, math, os, pickle, platform, random, subprocess, sys, time, warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +16,8 @@ from fastcore.basics import patch
 from . import __version__
 from .io import atomic_write
 from .model import Net, GRN, ChannelNorm, NORMS
-from .checkpoint import save_lab_checkpoint, save_safetensors, clean_state_dict, _torch_load
+from .checkpoint import (save_lab_checkpoint, save_safetensors, clean_state_dict, read_checkpoint, load_weights,
+                                infer_config, _torch_load)
 from .data import MaskDataset, find_split, preflight, _call_parse_anywhere
 from .generator import pick_device, cpu_has_bf16
 
@@ -24,8 +26,10 @@ __all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'CALIBRATION_THRESHOLDS', 'train_conf
            'rng_state', 'set_rng_state', 'auto_num_workers', 'epoch_seed', 'make_loader', 'param_groups',
            'warmup_cosine', 'segmentation_loss', 'probability_histograms', 'dice_iou', 'calibrate_threshold',
            'amp_settings', 'TrainState', 'make_train_state', 'train_step', 'validate', 'save_train_checkpoint',
-           'load_train_state', 'config_hash', 'environment_info', 'write_json', 'append_jsonl', 'read_metrics',
-           'RunLogger', 'explain_oom', 'TrainResult', 'make_datasets', 'train', 'load_config_file', 'train_cli']
+           'load_train_state', 'init_weights_file', 'read_init_weights', 'init_config', 'start_from_weights',
+           'config_hash', 'environment_info', 'utc_timestamp', 'software_versions', 'read_json', 'write_json',
+           'write_model_summary', 'append_jsonl', 'read_metrics', 'RunLogger', 'epoch_line', 'explain_oom',
+           'TrainResult', 'epochs_done', 'make_datasets', 'train', 'load_config_file', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #b90fffe8
 TRAIN_KEYS = {  # required key: what it must be
@@ -394,16 +398,28 @@ def save_train_checkpoint(
 # %% ../nbs/09_train.ipynb #e1e20126
 _MODEL_KEYS = dict(channels=None, layers=None, norm='global')   # model keys and their value when a config lacks them
 
+def _check_same_model(config:dict, ckpt:dict):
+    "Raise when `config` asks for another model than the one `ckpt` holds."
+    old = {k: (ckpt.get('config') or {}).get(k, v) for k, v in _MODEL_KEYS.items()}
+    new = {k: config[k] for k in _MODEL_KEYS}
+    if ckpt.get('config') and old != new:
+        raise ValueError(f"Cannot resume: the checkpoint's model is {old} but the config asks for {new}. "
+                         "Resume with the config the run started with (leave config out to use the checkpoint's).")
+
+def _sync_lr(state:TrainState)->TrainState:
+    "Set the optimizer's learning rates to the schedule's at its current step (the checkpoint's rates belong to its own schedule)."
+    sched = state.scheduler
+    for group, base, factor in zip(state.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+        group['lr'] = base * factor(sched.last_epoch)
+    sched._last_lr = [g['lr'] for g in state.optimizer.param_groups]
+    return state
+
 def load_train_state(
     state:TrainState, # a fresh state for the same model config, changed in place
     ckpt:dict,        # a checkpoint dict from `save_train_checkpoint` (or the lab's training script)
 )->TrainState:
     "Load model, EMA, optimizer, schedule, scaler, step and RNG states from `ckpt` into `state`."
-    old = {k: (ckpt.get('config') or {}).get(k, v) for k, v in _MODEL_KEYS.items()}
-    new = {k: state.config[k] for k in _MODEL_KEYS}
-    if ckpt.get('config') and old != new:
-        raise ValueError(f"Cannot resume: the checkpoint's model is {old} but the config asks for {new}. "
-                         "Resume with the config the run started with (leave config out to use the checkpoint's).")
+    _check_same_model(state.config, ckpt)
     state.model.load_state_dict(clean_state_dict(ckpt['model_state_dict']))
     if ckpt.get('ema_model') is not None:
         state.ema.module.load_state_dict(clean_state_dict(ckpt['ema_model']))
@@ -414,12 +430,68 @@ def load_train_state(
         except Exception as e: warnings.warn(f"The checkpoint's optimizer state does not fit ({type(e).__name__}: {e}); starting a fresh AdamW")
         warnings.warn("This checkpoint was not written by maskgen.train: its weights, EMA and optimizer are loaded, "
                       "but the learning-rate schedule starts again from the warmup")
-        return state
+        return _sync_lr(state)
     state.optimizer.load_state_dict(ckpt['optimizer_state_dict'])
     state.scheduler.load_state_dict(ckpt['scheduler_state_dict'])
     state.scaler.load_state_dict(ckpt['scaler'])
     set_rng_state(ckpt['rng'])
     state.step = int(ckpt['step'])
+    return _sync_lr(state)
+
+# %% ../nbs/09_train.ipynb #92936353
+def init_weights_file(
+    init_from:str|Path, # 'default' for the embedded model, a checkpoint file (.pth, .safetensors) or a training run folder
+)->Path:
+    "The weights file that `init_from` names."
+    if str(init_from) == 'default':
+        from maskgen.generator import DEFAULT_WEIGHTS
+        return DEFAULT_WEIGHTS
+    path = Path(init_from).expanduser()
+    if path.is_dir():
+        for name in ('best.safetensors', 'best.pth', 'last.pth'):
+            if (path/name).is_file(): return path/name
+        raise FileNotFoundError(f"Cannot start from {path}: the folder has no best.safetensors, best.pth or last.pth. "
+                                "Pass a checkpoint file, or 'default' for the embedded model")
+    if not path.is_file(): raise FileNotFoundError(f"Cannot start from {init_from}: {path} does not exist. Pass a checkpoint "
+                                                   "file (.pth, .safetensors), a training run folder, or 'default' for the embedded model")
+    return path
+
+# %% ../nbs/09_train.ipynb #e2005945
+def read_init_weights(
+    init_from:str|Path, # 'default' (the embedded model), a .pth of the lab's or maskgen's training, a .safetensors, or a run folder
+    use_ema:bool=True,  # from a .pth with both, its EMA weights; False for the raw model's
+)->dict:
+    "The cleaned weights to start a new run from, their model config (`channels`, `layers`, `norm`) and where they came from."
+    path = init_weights_file(init_from)
+    ck = read_checkpoint(path, use_ema=use_ema)
+    try: model_cfg = infer_config(ck['state_dict'])
+    except ValueError as e: raise ValueError(f"Cannot start from {path}: {e}") from None
+    return dict(state_dict=ck['state_dict'], config=model_cfg, path=str(path), weights=ck['weights'],
+                name=(ck['metadata'] or {}).get('name') or path.name)
+
+# %% ../nbs/09_train.ipynb #ebf5358f
+def init_config(
+    config:dict, # the new run's training config; `channels`, `layers` and `norm` may be left out
+    init:dict,   # weights from `read_init_weights`
+)->dict:
+    "`config` with the model keys it leaves out taken from `init`'s weights; an error naming the file and the keys that do not fit them."
+    weights = init['config']
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v
+    wrong = {k: config[k] for k in _MODEL_KEYS if k in config and as_list(config[k]) != weights[k]}
+    if wrong:
+        raise ValueError(f"Cannot start from {init['path']}: its weights are " + ', '.join(f"{k}={weights[k]!r}" for k in wrong)
+                         + " but the config sets " + ', '.join(f"{k}={v!r}" for k, v in wrong.items()) + ". Set them to the weights' "
+                         "values, or leave them out of the config to take them from the weights.")
+    return {**{k: weights[k] for k in _MODEL_KEYS if k not in config}, **config}
+
+# %% ../nbs/09_train.ipynb #c3163648
+def start_from_weights(
+    state:TrainState, # a fresh state for a config that fits the weights (see `init_config`), changed in place
+    init:dict,        # weights from `read_init_weights`
+)->TrainState:
+    "Load `init`'s weights into the model and its EMA copy; optimizer, schedule and step stay those of a new run."
+    load_weights(state.model, init['state_dict'], f"The weights in {init['path']}")
+    state.ema.module.load_state_dict(state.model.state_dict())
     return state
 
 # %% ../nbs/09_train.ipynb #ed459800
@@ -447,12 +519,33 @@ def environment_info(
     **extra,              # more entries
 )->dict:
     "Versions, device, git commit and config hash, for `environment.json`."
-    return dict(maskgen=__version__, torch=torch.__version__, python=platform.python_version(), platform=platform.platform(),
+    return dict(maskgen=__version__, torch=torch.__version__, numpy=np.__version__, python=platform.python_version(), platform=platform.platform(),
                 device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or None,
                 cuda=torch.version.cuda, git_commit=_git_commit(), config_hash=config_hash(config),
                 started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), **extra)
 
+# %% ../nbs/09_train.ipynb #be5bca74
+def utc_timestamp()->str:
+    "The current time in UTC, ISO 8601 to the second, e.g. '2026-03-05T14:02:11+00:00'."
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+def software_versions(
+    device:torch.device|str, # the device the work ran on
+)->dict:
+    "The maskgen, torch, NumPy and Python versions, the device and maskgen's git commit."
+    return dict(maskgen=__version__, torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
+                device=str(device), git_commit=_git_commit())
+
 # %% ../nbs/09_train.ipynb #7f18a0c8
+def read_json(
+    path:str|Path, # a JSON file maskgen wrote (report, config, summary)
+):
+    "The content of the JSON file at `path`, with an error that names the file when it is not valid JSON."
+    path = Path(path)
+    try: return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): the file is damaged; delete it or restore it from a backup") from e
+
 def write_json(
     path:str|Path, # file to write
     data,          # JSON-serialisable data
@@ -460,6 +553,21 @@ def write_json(
     "Write `data` as indented JSON to `path`, atomically."
     text = json.dumps(data, indent=2, default=str) + '\n'
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+# %% ../nbs/09_train.ipynb #d28365d1
+def write_model_summary(
+    model:nn.Module, # the network
+    config:dict,     # effective config: the summary is for a batch of `batch_size` crops of `img_size`
+    path:str|Path,   # file to write, e.g. run/model_arch.txt
+)->Path|None:
+    "Write torchinfo's summary of `model` (layers, output shapes, parameter counts) to `path`; None, writing nothing, without torchinfo."
+    try: from torchinfo import summary
+    except ImportError: return None
+    saved = rng_state()   # the summary draws a random batch: the run's random numbers must not depend on it
+    try: text = str(summary(model, input_size=(config['batch_size'], 3, config['img_size'], config['img_size']),
+                            device=next(model.parameters()).device, mode='eval', verbose=0))
+    finally: set_rng_state(saved)
+    return atomic_write(path, lambda f: f.write(text.encode() + b'\n'))
 
 # %% ../nbs/09_train.ipynb #47edc94e
 def append_jsonl(
@@ -535,6 +643,20 @@ def close(self:RunLogger):
     if self.wandb is not None:
         with contextlib.suppress(Exception): self.wandb.finish()
 
+# %% ../nbs/09_train.ipynb #fb5472a0
+def epoch_line(
+    record:dict,      # one epoch's metrics, as logged to metrics.jsonl
+    epochs:int,       # the run's number of epochs
+    note:str='',      # appended, e.g. 'best'
+)->str:
+    "One console line for an epoch: epoch, train and validation loss, validation Dice and IoU, learning rate, seconds."
+    parts = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}"]
+    if record.get('train_loss') is not None: parts.append(f"train loss {record['train_loss']:.4f}")
+    parts += [f"val loss {record['val_loss']:.4f}", f"val Dice {record['val_dice']:.4f}", f"val IoU {record['val_iou']:.4f}"]
+    if record.get('lr') is not None: parts.append(f"lr {record['lr']:.2e}")
+    if record.get('epoch_time_s') is not None: parts.append(f"{record['epoch_time_s']:.1f} s")
+    return '  '.join(parts + ([note] if note else []))
+
 # %% ../nbs/09_train.ipynb #dc580358
 @contextlib.contextmanager
 def explain_oom(
@@ -567,7 +689,7 @@ class TrainResult:
     @property
     def last_pth(self)->Path: return self.run_dir/'last.pth'
     @property
-    def report(self)->dict: return json.loads((self.run_dir/'report.json').read_text())
+    def report(self)->dict: return read_json(self.run_dir/'report.json')
 
     def __repr__(self):
         m = ', '.join(f"{k} {v:.4f}" for k, v in self.best_metrics.items() if _is_num(v))
@@ -582,14 +704,56 @@ def _resume_checkpoint(
     if path.is_dir(): path = path/'last.pth'
     if not path.is_file(): raise FileNotFoundError(f"Cannot resume from {resume_from}: {path} does not exist. "
                                                    "Pass the run folder or its last.pth")
+    if path.suffix == '.safetensors':
+        raise ValueError(f"Cannot resume from {path}: a .safetensors file holds only weights, not the optimizer, schedule and epoch "
+                         f"that a resume continues. To start a new run from these weights, pass init_from={str(path)!r} "
+                         "(--init-from on the command line)")
     return path
+
+def _read_resume_checkpoint(path:Path)->dict:
+    "The training checkpoint at `path`; an error that suggests `init_from` when it holds only weights."
+    ckpt = _torch_load(path)
+    if not isinstance(ckpt, dict) or 'model_state_dict' not in ckpt:
+        raise ValueError(f"Cannot resume from {path}: it holds only weights, not a training run's model_state_dict, optimizer and "
+                         f"epoch. To start a new run from these weights, pass init_from={str(path)!r} (--init-from on the command line)")
+    return ckpt
+
+def epochs_done(
+    ckpt:dict, # a training checkpoint: maskgen's (it has a `step`) or the lab script's
+)->int:
+    "Epochs a training checkpoint has finished: maskgen's `epoch` counts them, the lab script's is the last epoch's 0-based index."
+    if ckpt.get('epoch') is None: return 0
+    return int(ckpt['epoch']) + (0 if 'step' in ckpt else 1)
+
+def _continued_config(cfg:dict, ckpt:dict)->tuple[dict, tuple|None]:
+    "`cfg` to continue `ckpt` with: when a larger `epochs` goes past the end of the checkpoint's cosine, the cosine is stretched to end with it."
+    old = ckpt.get('config') or {}
+    if 'step' not in ckpt or not isinstance(old.get('epochs'), int): return cfg, None
+    t_max = cfg['scheduler_params']['T-max']
+    if (cfg['epochs'] <= old['epochs'] or t_max != (old.get('scheduler_params') or {}).get('T-max')
+        or cfg['warmup_epoch'] + t_max >= cfg['epochs']): return cfg, None
+    stretched = cfg['epochs'] - cfg['warmup_epoch']
+    return {**cfg, 'scheduler_params': {**cfg['scheduler_params'], 'T-max': stretched}}, (t_max, stretched)
+
+def _finished_run(ckpt_path:Path, run_dir:Path, done:int, epochs:int)->TrainResult:
+    "The result of a run with no epochs left to train: with a warning in its own folder, an error anywhere else."
+    advice = (f"To train longer, resume with a larger `epochs` (the cosine is stretched to end with the new last epoch); to start a new run "
+              f"from its weights, pass init_from={str(ckpt_path)!r} (--init-from) and a new checkpoint_dir.")
+    if done > epochs: raise ValueError(f"Cannot resume {ckpt_path}: it has trained {done} epochs, more than the config's epochs={epochs}. {advice}")
+    report_path = run_dir/'report.json'
+    if run_dir.resolve() != ckpt_path.parent.resolve() or not report_path.exists():
+        raise ValueError(f"Cannot resume {ckpt_path}: it is a finished run, all {done} epochs are done. {advice}")
+    report = read_json(report_path)
+    if report.get('status') != 'finished': write_json(report_path, {**report, 'status': 'finished', 'created': utc_timestamp()})
+    warnings.warn(f"{ckpt_path} is a finished run: all {done} epochs are done, so nothing was trained. {advice}")
+    return TrainResult(run_dir, report.get('best_epoch'), {k: v for k, v in (report.get('best_metrics') or {}).items() if v is not None},
+                       report.get('threshold'), done)
 
 def _clean_partial_files(run_dir:Path):
     "Remove temporary files that `atomic_write` left behind when a run was killed mid-write."
-    for p in run_dir.glob('.*.tmp'):
-        if any(p.name.startswith(f".{n}.") for n in ('last.pth', 'best.pth', 'best.safetensors', 'report.json',
-                                                     'config.json', 'environment.json', 'metrics.jsonl')):
-            p.unlink(missing_ok=True)
+    from maskgen.io import remove_stale_temp_files
+    remove_stale_temp_files(run_dir, ('last.pth', 'best.pth', 'best.safetensors', 'report.json', 'config.json',
+                                      'environment.json', 'metrics.jsonl', 'model_arch.txt'))
 
 def _copy_best_files(src:Path, dst:Path):
     "Copy best.pth and best.safetensors of a run resumed into another folder, so the new folder is complete."
@@ -615,14 +779,16 @@ def _check_data(data_root:str|Path):
     return report
 
 # %% ../nbs/09_train.ipynb #cf0e69d4
-def _report(state:TrainState, best:dict, epoch:int, data_summary, status:str)->dict:
+def _report(state:TrainState, best:dict, epoch:int, data_summary, status:str, run_dir:Path, environment:dict, init:dict|None)->dict:
     "The contents of report.json."
-    return dict(schema_version=1, status=status, epochs_finished=epoch, epochs=state.config['epochs'],
+    files = dict(best='best.pth', best_safetensors='best.safetensors', last='last.pth')
+    if (run_dir/'model_arch.txt').exists(): files['model_arch'] = 'model_arch.txt'
+    return dict(schema_version=1, created=utc_timestamp(), status=status, epochs_finished=epoch, epochs=state.config['epochs'],
                 best_epoch=best.get('epoch'), best_metrics={k: best.get(k) for k in ('val_loss', 'val_dice', 'val_iou')},
                 selection='highest validation Dice of the EMA model at threshold 0.5',
                 threshold=best.get('threshold'), threshold_metrics=dict(dice=best.get('threshold_dice'), iou=best.get('threshold_iou')),
-                calibration_thresholds=CALIBRATION_THRESHOLDS.tolist(), dataset=data_summary, config_hash=config_hash(state.config),
-                maskgen_version=__version__, files=dict(best='best.pth', best_safetensors='best.safetensors', last='last.pth'))
+                calibration_thresholds=CALIBRATION_THRESHOLDS.tolist(), init_from=init, dataset=data_summary,
+                config_hash=config_hash(state.config), maskgen_version=__version__, environment=environment, files=files)
 
 # %% ../nbs/09_train.ipynb #0ab9ac6f
 def _save_best(run_dir:Path, state:TrainState, epoch:int, best:dict, provenance:dict, **extra):
@@ -662,16 +828,25 @@ def train(
     config:dict|None,                # the lab's training config (see `train_config`); None to take it from `resume_from`
     checkpoint_dir:str|Path|None=None, # the run folder for checkpoints, metrics and report; default ./checkpoints, or the folder of `resume_from`
     data_root:str|Path="./data",     # dataset folder with train/ and val/, each with images/ and masks/
-    resume_from:str|Path|None=None,  # last.pth (or its run folder) of an interrupted run, to continue it
+    resume_from:str|Path|None=None,  # last.pth (or its run folder) of a run to continue: an interrupted one, or a finished one with a larger `epochs`
     use_wandb:bool=True,             # also log to Weights & Biases, if installed and reachable
     progress:bool=True,              # show progress bars per epoch and per batch
+    init_from:str|Path|None=None,    # start a new run from trained weights: 'default' (the embedded model), a .pth, a .safetensors or a run folder
+    init_use_ema:bool=True,          # with `init_from` a .pth that has both: its EMA weights (False: its raw model weights)
+    verbose:bool=True,               # print one line per epoch: losses, Dice, IoU, learning rate, seconds
 )->TrainResult:
-    "Train a `Net` on `data_root` with the lab's recipe; returns the run folder and best metrics."
+    "Train a `Net` on `data_root` with the lab's recipe, from scratch or from trained weights; returns the run folder and best metrics."
     from tqdm.auto import tqdm
-    ckpt, ckpt_path = None, None
+    say = tqdm.write if verbose else (lambda line: None)
+    ckpt, ckpt_path, init = None, None, None
+    if init_from is not None:
+        if resume_from is not None: raise ValueError("Pass resume_from (continue a run) or init_from (start a new run from trained weights), not both")
+        if config is None: raise ValueError("init_from starts a new run: pass its training config (channels, layers and norm may be left out)")
+        init = read_init_weights(init_from, init_use_ema)
+        config = init_config(config, init)
     if resume_from is not None:
         ckpt_path = _resume_checkpoint(resume_from)
-        ckpt = _torch_load(ckpt_path)
+        ckpt = _read_resume_checkpoint(ckpt_path)
         if config is None:
             if not ckpt.get('config'): raise ValueError(f"{ckpt_path} holds no config: pass the run's config")
             config = ckpt['config']
@@ -681,6 +856,12 @@ def train(
     if ckpt is None and (run_dir/'last.pth').exists():
         raise FileExistsError(f"{run_dir} already holds a training run (last.pth): pass resume_from={str(run_dir)!r} "
                               "(--resume on the command line) to continue it, or choose another checkpoint_dir")
+    done, lengthened = 0, None
+    if ckpt is not None:
+        _check_same_model(cfg, ckpt)
+        done = epochs_done(ckpt)
+        cfg, lengthened = _continued_config(cfg, ckpt)
+        if done >= cfg['epochs']: return _finished_run(ckpt_path, run_dir, done, cfg['epochs'])
     data_report = _check_data(data_root)
     data_summary = data_report.to_dict()
     device = pick_device(cfg['device'])
@@ -690,27 +871,49 @@ def train(
     train_dl = make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device)
     val_dl = make_loader(val_ds, cfg['batch_size'], False, workers, cfg['seed'], device)
     state = make_train_state(cfg, len(train_dl), device)
-    start, best, extra = 1, {}, {}
+    start, best, extra = done + 1, {}, {}
     run_dir.mkdir(parents=True, exist_ok=True)
     _clean_partial_files(run_dir)
     if ckpt is not None:
         load_train_state(state, ckpt)
-        start, best = int(ckpt.get('epoch') or 0) + 1, dict(ckpt.get('best') or {})
+        best = dict(ckpt.get('best') or {})
         _copy_best_files(ckpt_path.parent, run_dir)
-        if ckpt.get('wandb_id'): extra['wandb_id'] = ckpt['wandb_id']
-        _trim_metrics(ckpt_path.parent/'metrics.jsonl', run_dir/'metrics.jsonl', start - 1)
-    else: (run_dir/'metrics.jsonl').unlink(missing_ok=True)
+        for key in ('wandb_id', 'init'):
+            if ckpt.get(key): extra[key] = ckpt[key]
+        _trim_metrics(ckpt_path.parent/'metrics.jsonl', run_dir/'metrics.jsonl', done)
+        if lengthened: say(f"Continuing {ckpt_path} from epoch {done} to {cfg['epochs']}: the cosine is stretched from T-max {lengthened[0]} "
+                           f"to {lengthened[1]} epochs to end with the last epoch; the learning rate goes on at {state.scheduler.get_last_lr()[0]:.2e}")
+    else:
+        (run_dir/'metrics.jsonl').unlink(missing_ok=True)
+        if init is not None:
+            start_from_weights(state, init)
+            extra['init'] = dict(path=init['path'], name=init['name'], weights=init['weights'], config=init['config'])
+    arch_note = 'model_arch.txt'
+    if not (run_dir/'model_arch.txt').exists():
+        try:
+            if write_model_summary(state.model, cfg, run_dir/'model_arch.txt') is None:
+                arch_note = 'not written: torchinfo is not installed (pip install torchinfo, or pip install "maskgen[train]")'
+        except Exception as e: arch_note = f"not written: torchinfo failed ({type(e).__name__}: {str(e)[:200]})"
     env = environment_info(cfg, device, amp=str(state.amp_dtype or 'float32').replace('torch.', ''), num_workers=workers,
-                           resumed_from=str(ckpt_path) if ckpt_path else None, resumed_at_epoch=start - 1 if ckpt else None)
+                           resumed_from=str(ckpt_path) if ckpt_path else None, resumed_at_epoch=done if ckpt else None,
+                           init_from=(extra.get('init') or {}).get('path'), model_summary=arch_note)
     write_json(run_dir/'config.json', cfg)
     write_json(run_dir/'environment.json', env)
+    software = software_versions(device)
     provenance = dict(trained_with=f"maskgen {__version__} train", torch=torch.__version__, git_commit=env['git_commit'],
                       config_hash=env['config_hash'], data_root=str(data_root))
+    if extra.get('init'): provenance['init_from'] = extra['init']['path']
     logger = RunLogger(run_dir, cfg, use_wandb, cfg['tensorboard'], extra.get('wandb_id'))
     if logger.wandb_id: extra['wandb_id'] = logger.wandb_id
     epoch = start - 1
     try:
         with explain_oom(cfg):
+            if init is not None:   # epoch 0: the weights of `init_from` as they are, the baseline a fine-tuning should beat
+                val = validate(state, val_dl, progress)
+                record = dict(epoch=0, step=0, val_loss=val['loss'], val_dice=val['dice'], val_iou=val['iou'])
+                extra['init']['initial_metrics'] = {k: record[k] for k in ('val_loss', 'val_dice', 'val_iou')}
+                logger.log(record)
+                say(epoch_line(record, cfg['epochs'], f"before training: {init['name']}"))
             for epoch in tqdm(range(start, cfg['epochs'] + 1), desc='training', initial=start - 1, total=cfg['epochs'],
                               disable=not progress, unit='epoch'):
                 t0 = time.perf_counter()
@@ -722,17 +925,19 @@ def train(
                 record = dict(epoch=epoch, step=state.step, lr=state.scheduler.get_last_lr()[0], train_loss=train_loss,
                               val_loss=val['loss'], val_dice=val['dice'], val_iou=val['iou'],
                               crops_per_s=len(train_ds) / train_time, epoch_time_s=time.perf_counter() - t0)
-                if val['dice'] > best.get('val_dice', -1.):
+                improved = val['dice'] > best.get('val_dice', -1.)
+                if improved:
                     t, t_dice, t_iou = calibrate_threshold(val['histograms'])
                     best = dict(epoch=epoch, val_loss=val['loss'], val_dice=val['dice'], val_iou=val['iou'],
                                 threshold=t, threshold_dice=t_dice, threshold_iou=t_iou)
                     _save_best(run_dir, state, epoch, best, provenance, **extra)
                 record['best_dice'] = best['val_dice']
                 logger.log(record)
+                say(epoch_line(record, cfg['epochs'], 'best' if improved else ''))
                 save_train_checkpoint(run_dir/'last.pth', state, epoch, best, **extra)
-                write_json(run_dir/'report.json', _report(state, best, epoch, data_summary, 'running'))
+                write_json(run_dir/'report.json', _report(state, best, epoch, data_summary, 'running', run_dir, software, extra.get('init')))
     finally: logger.close()
-    write_json(run_dir/'report.json', _report(state, best, epoch, data_summary, 'finished'))
+    write_json(run_dir/'report.json', _report(state, best, epoch, data_summary, 'finished', run_dir, software, extra.get('init')))
     return TrainResult(run_dir, best.get('epoch'), {k: best[k] for k in ('val_loss', 'val_dice', 'val_iou') if k in best},
                        best.get('threshold'), epoch)
 
@@ -760,23 +965,29 @@ def train_cli(
     config:str=None,                 # training config file, JSON (or YAML with PyYAML); optional with --resume
     data_root:str='./data',          # dataset folder with train/ and val/, each with images/ and masks/
     checkpoint_dir:str=None,         # run folder for checkpoints, metrics and report; default ./checkpoints, or the --resume folder
-    resume:str=None,                 # last.pth or run folder of an interrupted run, to continue it
+    resume:str=None,                 # last.pth or run folder of a run to continue (an interrupted one, or a finished one with more --epochs)
+    init_from:str=None,              # start a new run from trained weights: 'default' (the embedded model), a .pth or .safetensors, or a run folder
+    epochs:int=None,                 # train this many epochs in all, instead of the config's (e.g. to continue a finished run)
     dry_run:bool=False,              # print the effective config and the data check, then exit without training
     no_wandb:bool=False,             # do not log to Weights & Biases
 ):
     "Train the maskgen U-Net on a folder of images and masks; exit status 2 on a config, data or resume error."
     try:
         cfg = load_config_file(config) if config else None
+        if cfg is None and resume and (dry_run or epochs is not None):
+            cfg = _read_resume_checkpoint(_resume_checkpoint(resume)).get('config')
+        if epochs is not None and cfg is not None: cfg = {**cfg, 'epochs': epochs}
+        if cfg is None and init_from: raise ValueError("--init-from starts a new run: pass its --config cfg.json (channels and layers may be left out)")
         if dry_run:
-            if cfg is None and resume: cfg = _torch_load(_resume_checkpoint(resume)).get('config')
             if cfg is None: raise ValueError("Pass --config cfg.json (or --resume with a run folder)")
+            if init_from: cfg = init_config(cfg, read_init_weights(init_from))
             print(json.dumps(train_config(cfg), indent=2))
             report = preflight(data_root)
             print(report)
             if not report.ok: sys.exit(2)
             return
         if cfg is None and not resume: raise ValueError("Pass --config cfg.json, or --resume RUN_FOLDER to continue a run")
-        result = train(cfg, checkpoint_dir, data_root, resume_from=resume, use_wandb=not no_wandb)
+        result = train(cfg, checkpoint_dir, data_root, resume_from=resume, use_wandb=not no_wandb, init_from=init_from)
     except (ValueError, OSError, ImportError, RuntimeError, pickle.UnpicklingError) as e:
         print(f"maskgen train: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -357,21 +357,10 @@ def _predict(self:MaskTool, s:dict)->np.ndarray:
     "Probabilities of the current image with strategy `s`, counting tiles on the progress bar."
     gen, img, bar = self.generator, self.image, self.progress
     bar.value, bar.max, bar.layout.visibility = 0, 1, 'visible'
-    logits = getattr(gen, '_logits', None)
-    if s['name'] == 'tile' and logits is not None:
-        from maskgen.engine import tile_starts, tiled_probability
-        from maskgen.io import intensity_range
-        H, W = img.shape[:2]
-        bar.max = len(tile_starts(H, s['tile_size'], s['overlap'])) * len(tile_starts(W, s['tile_size'], s['overlap']))
-        prob = np.empty((H, W), np.float32)
-        def step(k): bar.value = min(bar.max, bar.value + k)
-        for r0, r1, p in tiled_probability(img, intensity_range(img), logits, s['tile_size'], s['overlap'], s['window'],
-                                           gen.tiles_per_batch, 'cpu', step):
-            prob[r0:r1] = p
-    else: prob = np.asarray(gen.predict_probability(img, s, progress=False), np.float32)
+    def step(done:int, total:int): bar.max, bar.value = total, min(total, done)
+    prob = np.asarray(gen.predict_probability(img, s, progress=step if s['name'] == 'tile' else False), np.float32)
     bar.value, bar.layout.visibility = bar.max, 'hidden'
     return prob
-
 @patch(as_prop=True)
 def probability(self:MaskTool)->np.ndarray|None:
     "The (H,W) float32 probabilities shown for the current image, or None before it is run."

@@ -22,10 +22,11 @@ def test_predict_folder(tmp_path, image_folder, tiny_weights):
 def test_predict_skips_existing_and_overwrite(tmp_path, image_folder, tiny_weights):
     out = tmp_path / 'masks'
     out.mkdir()
-    (out / 'rgb0_mask.png').write_bytes(b'keep me')
+    Image.fromarray(np.zeros((96, 128), np.uint8)).save(out / 'rgb0_mask.png')   # a valid mask (a file that is none is redone)
+    kept = (out / 'rgb0_mask.png').read_bytes()
     r = run_maskgen('predict', image_folder, '-o', out, '--weights', tiny_weights, '--quiet')
     assert r.returncode == 0 and '4 masked, 1 skipped' in r.stdout
-    assert (out / 'rgb0_mask.png').read_bytes() == b'keep me'
+    assert (out / 'rgb0_mask.png').read_bytes() == kept
     r = run_maskgen('predict', image_folder / 'rgb0.png', '-o', out, '--weights', tiny_weights, '--overwrite', '--quiet')
     assert r.returncode == 0 and '1 masked' in r.stdout
     assert Image.open(out / 'rgb0_mask.png').size == (128, 96)
@@ -51,7 +52,7 @@ def test_predict_strategies_and_options(tmp_path, image_folder, tiny_weights):
 
 def test_predict_bad_options_are_clear(tmp_path, image_folder, tiny_weights):
     r = run_maskgen('predict', image_folder, '-o', tmp_path / 'm', '--weights', tiny_weights, '--tile-size', '500', '--quiet')
-    assert r.returncode == 1 and 'multiple of 32' in r.stderr
+    assert r.returncode == 2 and '--tile-size 500 must be a multiple of 32' in r.stderr   # checked once, before the model loads
     r = run_maskgen('predict', tmp_path / 'nope', '-o', tmp_path / 'm', '--weights', tiny_weights)
     assert r.returncode == 2 and 'nope does not exist' in r.stderr
     r = run_maskgen('predict', image_folder, '-o', tmp_path / 'm', '--weights', tmp_path / 'missing.pth')

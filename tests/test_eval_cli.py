@@ -80,7 +80,7 @@ def test_incompatible_checkpoint_and_bad_options(tmp_path, data):
     r = run_maskgen('eval', '--data-root', tmp_path / 'nodata', '--weights', tmp_path / 'linear.safetensors', env=ENV)
     assert r.returncode == 2
     r = run_maskgen('eval', '--threshold', 'high', env=ENV)
-    assert r.returncode == 2 and "--threshold 'high'" in r.stderr
+    assert r.returncode == 2 and '--threshold high: give a probability' in r.stderr
 
 
 def test_predict_from_run(tmp_path, data, run):
@@ -92,3 +92,35 @@ def test_predict_from_run(tmp_path, data, run):
     assert sorted(p.name for p in out.iterdir()) == [f'{s}_mask.png' for s in stems]
     r = run_maskgen('predict', data / 'val' / 'images', '-o', out, '--from-run', tmp_path / 'no_run', env=ENV)
     assert r.returncode == 2 and 'train first' in r.stderr, r.stderr
+
+
+def test_summary_and_rows_say_when_and_with_what(tmp_path, data, run):
+    from datetime import datetime
+    out = tmp_path / 'eval'
+    r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '-o', out, '--device', 'cpu', '--tta', '4', env=ENV)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    rows = [json.loads(line) for line in (out / 'per_image.jsonl').read_text().splitlines()]
+    import maskgen, torch
+    for record in [summary, *rows]:
+        assert record['schema_version'] == 1
+        assert datetime.fromisoformat(record['created']).utcoffset().total_seconds() == 0
+        env = record['environment']
+        assert (env['maskgen'], env['torch'], env['numpy'], env['device']) == (maskgen.__version__, torch.__version__, np.__version__, 'cpu')
+        assert env['python'].count('.') == 2 and 'git_commit' in env
+    assert summary['tta'] == 4 and summary['strategy_per_image'] == {'whole': 2}
+    assert summary['strategy'].startswith('auto')
+
+
+def test_min_dice_gate_sets_the_exit_status(tmp_path, data, run):
+    out = tmp_path / 'eval'
+    r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '-o', out, '--device', 'cpu', '--min-dice', '0.99', env=ENV)
+    summary = json.loads((out / 'summary.json').read_text())
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"maskgen eval: FAILED: pooled Dice {summary['pooled_dice']:.4f} < --min-dice 0.99 "
+                                                 f"(2 images of {data / 'val'})")
+    assert (summary['min_dice'], summary['passed']) == (0.99, False)
+    r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '--device', 'cpu', '--min-dice', '0', env=ENV)
+    assert r.returncode == 0 and 'maskgen eval: passed: pooled Dice' in r.stdout, r.stderr
+    r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '--min-dice', '1.5', env=ENV)
+    assert r.returncode == 2 and '--min-dice 1.5' in r.stderr

@@ -42,3 +42,36 @@ def test_every_module_has_a_notebook():
         m = re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text())
         if m: exported.add(m.group(1).replace('"', '').split('.')[-1])
     assert mods <= exported, mods - exported
+
+
+LAB_REPO = 'https://github.com/Katsurado/bernlab_maskgen'
+
+
+def readme_links()->list[str]:
+    "Every link target in README.md: markdown links and bare URLs."
+    text = (ROOT / 'README.md').read_text()
+    targets = re.findall(r'\]\(([^)\s]+)\)', text)
+    targets += [u.rstrip('.,;)`') for u in re.findall(r'(?<![(\w])https?://[^\s)`"]+', text)]
+    return targets
+
+
+def test_every_readme_link_exists():
+    "Each README link is a file in this repository, or the lab's repository (its code, releases or Pages site)."
+    allowed = (LAB_REPO + '/', LAB_REPO + '.git', 'https://katsurado.github.io/bernlab_maskgen/')
+    bad = []
+    for t in readme_links():
+        if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*:', t):
+            if not (t == LAB_REPO or t.startswith(allowed)): bad.append(t)
+        elif not (ROOT / t.split('#')[0]).exists(): bad.append(t)
+    assert readme_links(), "no links found: the check would pass vacuously"
+    assert not bad, f"README links that lead nowhere: {bad}"
+
+
+def test_settings_name_the_lab_repository():
+    import configparser
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / 'settings.ini')
+    d = cfg['DEFAULT']
+    assert d['git_url'] == LAB_REPO and d['user'] == 'Katsurado'
+    assert d['doc_host'] + d['doc_baseurl'] == 'https://katsurado.github.io/bernlab_maskgen'
+    assert d['min_python'] == '3.10'

@@ -8,8 +8,9 @@ title and description from the front matter, `#| include: false` cells dropped, 
 `#| output: false` outputs left out, `#|` lines stripped from code, stored outputs (text, tables, images) kept, links to
 the published site or to other notebooks made relative, and a sidebar linking every page on every page. Nothing is
 loaded from the internet (no require.js, MathJax or widget scripts). Other files under nbs/ (images/, ...) are copied.
-`_docs/pages.json` lists the pages for `tests/test_docs_browser.py`. The real site is built by Quarto on GitHub
-(`.github/workflows/deploy.yaml`).
+`_docs/pages.json` lists the pages for `tests/test_docs_browser.py`. The page that masks images in the browser (`web/`)
+is built into `_docs/in_browser/` by `web/build.py` (Node.js with npm; its npm packages come from web/package-lock.json).
+The real site is built by Quarto on GitHub (`.github/workflows/deploy.yaml`), which builds the in-browser page the same way.
 
     python tools/build_docs.py                         # nbs/ -> _proc/ -> _docs/
     python tools/build_docs.py --nbs /tmp/nbscopy --dest /tmp/site
@@ -200,6 +201,30 @@ def fix_links(body:str, page:str, out_of:dict, site_url:str)->str:
     return re.sub(r'(<a\s[^>]*?href=)"([^"]*)"', repl, body)
 
 
+WEB_PAGE = 'in_browser'   # the folder of the in-browser page in the site
+WEB_PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Mask an image in the browser</title></head>
+<body><h1>Mask an image in the browser</h1><p>This copy of the docs was built without Node.js, so the page that masks
+images in the browser is not here. Install Node.js with npm and run <code>python tools/build_docs.py</code> again.
+<a href="../index.html">Back to the docs</a></p></body></html>
+"""
+
+
+def build_web_page(dest:Path):
+    "The page that masks images in the browser, built by web/build.py into `dest`; without npm a placeholder (an error in CI)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('maskgen_web_build', ROOT / 'web' / 'build.py')
+    web = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web)
+    if not web.npm_packages_current() and not shutil.which('npm'):
+        msg = "Node.js with npm is not installed, so the in-browser page (web/) cannot be built: apt-get install nodejs npm"
+        if os.environ.get('CI') == 'true': sys.exit(msg)
+        print(f"WARNING: {msg}; writing a placeholder at {WEB_PAGE}/index.html")
+        dest.mkdir(parents=True)
+        (dest / 'index.html').write_text(WEB_PLACEHOLDER)
+        return
+    web.build(dest)
+
+
 def build(nbs:Path, dest:Path, n_workers:int=2, force:bool=False)->list:
     "Process the notebooks in `nbs` and write the HTML site to `dest`; returns the pages."
     import jinja2
@@ -248,6 +273,7 @@ def build(nbs:Path, dest:Path, n_workers:int=2, force:bool=False)->list:
             target = tmp / p['page']
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(fix_links(body, p['page'], out_of, site_url), encoding='utf-8')
+        build_web_page(tmp / WEB_PAGE)
         (tmp / 'pages.json').write_text(json.dumps(pages, indent=1) + '\n')
         old = None
         if dest.exists(): old = dest.rename(dest.with_name(f'.{dest.name}.old.{os.getpid()}'))

@@ -1,12 +1,13 @@
 """Write README.md from nbs/index.ipynb without Quarto: markdown cells as they are, code cells as
 ```python blocks with their stored outputs; `#| hide` cells and `#|` directives are left out. Relative links to docs
-pages (`tutorials/quick_start.html`), which work on the docs site, become links to the published site (settings.ini's
-doc_host and doc_baseurl), since README.md is read on GitHub, beside no such page.
+pages (`tutorials/quick_start.html`), which work on the docs site, become links to the notebooks they are made from
+(`nbs/tutorials/quick_start.ipynb`), since README.md is read on GitHub, beside no such page, and the lab's GitHub Pages
+site is not published yet: every README link then points at a file that exists (tests/test_project.py checks).
 
     python tools/make_readme.py          # write README.md
     python tools/make_readme.py --check  # exit 1 if README.md differs from what the notebook gives
 """
-import configparser, json, re, sys
+import json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,31 +26,36 @@ def output_text(out):
     return ''.join(t) if isinstance(t, list) else t
 
 
-def site_url()->str:
-    "The published docs site, from settings.ini: doc_host + doc_baseurl, ending in '/'."
-    cfg = configparser.ConfigParser(interpolation=None)
-    cfg.read(ROOT / 'settings.ini', encoding='utf-8')
-    d = cfg['DEFAULT']
-    return (d.get('doc_host', '') + d.get('doc_baseurl', '')).rstrip('/') + '/'
+_re_page_link = re.compile(r'\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)([^)\s]+)\.html(#[^)\s]*)?\)')
+
+def page_notebooks(nbs=ROOT / 'nbs')->dict:
+    "Docs page path without `.html` (as Quarto names it: the notebook's path, number prefix dropped) -> the notebook's path in the repo."
+    pages = {}
+    for nb in nbs.rglob('*.ipynb'):
+        if '_proc' in nb.parts or '.ipynb_checkpoints' in nb.parts: continue
+        rel = nb.relative_to(nbs).with_suffix('')
+        pages[str(rel.parent / re.sub(r'^\d+[a-z]?_', '', rel.name)).removeprefix('./')] = nb.relative_to(ROOT).as_posix()
+    return pages
 
 
-_re_page_link = re.compile(r'\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)([^)\s]+\.html(?:#[^)\s]*)?)\)')
-
-def absolute_links(md:str, site:str)->str:
-    "Markdown links to relative `.html` pages in `md` as links to those pages on `site`."
-    return _re_page_link.sub(lambda m: f"]({site}{m.group(1)})", md)
+def notebook_links(md:str, pages:dict)->str:
+    "Markdown links to relative `.html` docs pages in `md` as links to the notebooks they are built from."
+    def sub(m):
+        if m.group(1) not in pages: sys.exit(f"nbs/index.ipynb links to {m.group(1)}.html, but no notebook makes that page")
+        return f"]({pages[m.group(1)]})"
+    return _re_page_link.sub(sub, md)
 
 
 def readme_from_notebook(nb_path=ROOT / 'nbs' / 'index.ipynb'):
     nb = json.loads(Path(nb_path).read_text(encoding='utf-8'))
-    parts, site = [], site_url()
+    parts, pages = [], page_notebooks()
     for cell in nb['cells']:
         text = cell_text(cell)
         lines = text.splitlines()
         directives = [l for l in lines if l.startswith('#|')]
         if any(d.replace(' ', '') in ('#|hide', '#|include:false', '#|echo:false') for d in directives) and cell['cell_type'] == 'code':
             continue
-        if cell['cell_type'] == 'markdown': parts.append(absolute_links(text.strip(), site))
+        if cell['cell_type'] == 'markdown': parts.append(notebook_links(text.strip(), pages))
         elif cell['cell_type'] == 'code':
             code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
             if code: parts.append(f"```python\n{code}\n```")
