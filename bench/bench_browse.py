@@ -76,33 +76,20 @@ class WriteCounter:
         for n, f in self.saved.items(): setattr(self.cls, n, f)
 
 
-def _new_dataset(fo, records, name):
-    "The empty dataset with the schema `dataset_from_records` declares (the lines before its writes, unchanged)."
-    from maskgen.browse import METRIC_FIELDS
-    ds = fo.Dataset(name, overwrite=True)
-    ds.add_sample_field('original_path', fo.StringField)
-    for f in METRIC_FIELDS: ds.add_sample_field(f, fo.FloatField)
-    ds.add_sample_field('prediction_resized', fo.BooleanField)
-    for f, cls in (('ground_truth', fo.Segmentation), ('prediction', fo.Segmentation), ('probability', fo.Heatmap)):
-        if any(r.get(f) for r in records): ds.add_sample_field(f, fo.EmbeddedDocumentField, embedded_doc_type=cls)
-    if any(r.get('split') for r in records): ds.add_sample_field('split', fo.StringField)
-    return ds
-
-
 def dataset_before(records, name):
     "`dataset_from_records` as it was before this change: all samples made up front, one `add_samples` call."
-    from maskgen.browse import import_fiftyone, configure_app, _sample
+    from maskgen.browse import import_fiftyone, configure_app, empty_dataset, _sample
     fo = import_fiftyone()
-    ds = _new_dataset(fo, records, name)
+    ds = empty_dataset(records, name)
     ds.add_samples([_sample(fo, r) for r in records], progress=False)
     return configure_app(ds)
 
 
 def dataset_per_sample(records, name):
     "The same dataset written one `add_sample` (one database round trip) per image."
-    from maskgen.browse import import_fiftyone, configure_app, _sample
+    from maskgen.browse import import_fiftyone, configure_app, empty_dataset, _sample
     fo = import_fiftyone()
-    ds = _new_dataset(fo, records, name)
+    ds = empty_dataset(records, name)
     for r in records: ds.add_sample(_sample(fo, r))
     return configure_app(ds)
 

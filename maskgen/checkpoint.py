@@ -12,8 +12,8 @@ from .io import atomic_write
 from .model import Net, net_config
 
 # %% auto #0
-__all__ = ['clean_state_dict', 'infer_config', 'load_weights', 'read_checkpoint', 'load_model', 'save_safetensors',
-           'save_lab_checkpoint']
+__all__ = ['DEFAULT_WEIGHTS', 'clean_state_dict', 'infer_config', 'load_weights', 'torch_load', 'read_checkpoint', 'load_model',
+           'save_safetensors', 'save_lab_checkpoint']
 
 # %% ../nbs/02_checkpoint.ipynb #d5be7725
 _LEGACY_KEY = re.compile(r'^(encoder\.down[1-3]|decoder\.up[1-3])\.(\d+)\.')
@@ -80,7 +80,7 @@ def _not_a_checkpoint(path:Path)->ValueError:
     return ValueError(f"{path} is not a model checkpoint: it is {kind}, not a PyTorch .pth (torch.save) or a .safetensors file. "
                       "Pass the best.pth your training wrote, a maskgen .safetensors, or leave the weights out for the default model")
 
-def _torch_load(path:Path, map_location='cpu'):
+def torch_load(path:Path, map_location='cpu'):
     "`torch.load(weights_only=True)` with errors that name the file and what to do."
     fmt = _sniff_format(path)
     if fmt is None: raise _not_a_checkpoint(path)
@@ -115,7 +115,7 @@ def read_checkpoint(
         except json.JSONDecodeError as e: raise ValueError(f"The metadata of {path} is not valid JSON ({e}): re-save the weights with maskgen.checkpoint.save_safetensors") from e
         return dict(state_dict=clean_state_dict(sd), config=meta.get('config'), threshold=meta.get('threshold'),
                     metadata=meta, weights='ema' if meta.get('weights', 'ema') == 'ema' else meta['weights'])
-    ckpt = _torch_load(path)
+    ckpt = torch_load(path)
     if not isinstance(ckpt, dict): raise ValueError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict or state dict")
     meta = {k: ckpt[k] for k in ('metric', 'epoch', 'config', 'threshold') if k in ckpt}
     if 'model_state_dict' in ckpt or 'ema_model' in ckpt:
@@ -191,3 +191,7 @@ def save_lab_checkpoint(
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+
+# %% ../nbs/02_checkpoint.ipynb #07ac69a9
+import maskgen
+DEFAULT_WEIGHTS = Path(maskgen.__file__).parent / 'weights' / 'default.safetensors'   # the embedded default model

@@ -12,9 +12,10 @@ import numpy as np
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'BYTES_PER_PIXEL', 'FALLBACK_MAX_PIXELS', 'MAX_PIXELS_ENV', 'EXIF_ORIENTATION', 'MASK_SUFFIXES',
            'PROBABILITY_SUFFIXES', 'list_images', 'ImageReadError', 'ImageTooLargeError', 'ImagePlaneError',
-           'available_memory', 'max_image_pixels', 'read_image', 'image_shape', 'intensity_range', 'normalize_tile',
-           'atomic_write', 'remove_stale_temp_files', 'check_output_suffix', 'save_mask', 'save_probability',
-           'mask_file_problem', 'mask_file_ok', 'to_display', 'mask_overlay', 'error_colors']
+           'available_memory', 'max_image_pixels', 'is_integer', 'read_image', 'image_shape', 'intensity_range',
+           'normalize_tile', 'atomic_write', 'remove_stale_temp_files', 'check_output_suffix', 'save_mask',
+           'save_probability', 'mask_file_problem', 'mask_file_ok', 'to_display', 'mask_overlay', 'error_colors',
+           'UsageError', 'read_json', 'write_json', 'write_jsonl']
 
 # %% ../nbs/00_io.ipynb #3bc96fff
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
@@ -187,7 +188,7 @@ def _read_pil(path:Path, head:bytes, name:str, max_pixels=None)->np.ndarray:
     return _orient(arr, orientation)
 
 # %% ../nbs/00_io.ipynb #2713b1e8
-def _is_integer(x)->bool:
+def is_integer(x)->bool:
     "Whether `x` is an integer (Python or numpy), not a bool."
     return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
 
@@ -221,8 +222,8 @@ def _stack_error(name:str, shape:tuple, axes:str|None, array:bool=False)->ImageP
 # %% ../nbs/00_io.ipynb #bb5ff2cb
 def _plane_index(plane, name:str, shape:tuple, axes:str|None)->tuple[int, ...]:
     "`plane` checked against a stack of `shape`, as a tuple of indices into its leading axes."
-    idx = (plane,) if _is_integer(plane) else tuple(plane) if isinstance(plane, (tuple, list)) else None
-    if not idx or not all(map(_is_integer, idx)):
+    idx = (plane,) if is_integer(plane) else tuple(plane) if isinstance(plane, (tuple, list)) else None
+    if not idx or not all(map(is_integer, idx)):
         raise ImagePlaneError(f"plane={plane!r} must be an integer, or one integer per stack axis such as (0, 3)")
     desc = f"{name} (shape {shape}{f', axes {axes}' if axes else ''})"
     n = _plane_axes(shape, axes)
@@ -313,11 +314,11 @@ def _pick_channels(img:np.ndarray, channels, name:str)->np.ndarray:
     "View of `img` (H,W,C) with 3 channels: gray replicated, or the `channels` chosen."
     c = img.shape[2]
     if channels is not None:
-        chans = [channels] if _is_integer(channels) else list(channels) if isinstance(channels, (list, tuple, np.ndarray)) else None
-        if not chans or not all(map(_is_integer, chans)):
+        chans = [channels] if is_integer(channels) else list(channels) if isinstance(channels, (list, tuple, np.ndarray)) else None
+        if not chans or not all(map(is_integer, chans)):
             raise ValueError(f"channels={channels!r} must be a channel number or a list of them, e.g. channels=0 or channels=[0, 1, 2]")
         chans = [int(i) for i in chans]
-        shown = chans[0] if _is_integer(channels) else chans
+        shown = chans[0] if is_integer(channels) else chans
         bad = [i for i in chans if not -c <= i < c]
         if bad: raise ValueError(f"channels={shown!r} is out of range for {name}, which has {c} channels (0..{c-1})")
         if len(chans) not in (1, 3): raise ValueError(f"channels={shown!r}: pick 1 channel (used as grayscale) or 3 (used as RGB)")
@@ -635,3 +636,37 @@ def error_colors(
     rgb = np.zeros(t.shape + (3,), np.uint8)
     rgb[t & p] = 255; rgb[~t & p] = (230, 40, 40); rgb[t & ~p] = (40, 110, 255)
     return rgb
+
+# %% ../nbs/00_io.ipynb #8ed37cbc
+class UsageError(ValueError):
+    "A command was given input it cannot work with; the message says what to do. `main` prints it and exits with status 2."
+
+# %% ../nbs/00_io.ipynb #476f3931
+def read_json(
+    path:str|Path, # a JSON file (a run's report.json, config.json, an evaluation's summary.json, …)
+):
+    "The data in the JSON file at `path`; a `ValueError` that names the file when it is not valid JSON."
+    import json
+    path = Path(path)
+    try: return json.loads(path.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError) as e:
+        msg = ' '.join(str(e).split())
+        raise ValueError(f"{path} is not valid JSON ({msg}): it may have been cut short; restore it or delete it") from None
+
+def write_json(
+    path:str|Path, # file to write
+    data,          # JSON-serialisable data (other values are written as their `str`)
+)->Path:
+    "Write `data` as indented JSON to `path`, atomically; returns `path`."
+    import json
+    text = json.dumps(data, indent=2, default=str) + '\n'
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+def write_jsonl(
+    path:str|Path, # file to write
+    records,       # JSON-serialisable dicts, one per line
+)->Path:
+    "Write `records` as JSON lines to `path`, atomically; returns `path`."
+    import json
+    text = ''.join(json.dumps(r, default=str) + '\n' for r in records)
+    return atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,4 +1,4 @@
-import os, sys
+import importlib.util, os, shutil, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -39,3 +39,29 @@ def run_maskgen(*args, timeout=300, **kw):
     import subprocess
     return subprocess.run([sys.executable, '-c', 'import sys; from maskgen.cli import main; sys.exit(main())', *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def skip_without_fiftyone():
+    "Skip the test when FiftyOne or its bundled MongoDB is not installed."
+    if importlib.util.find_spec('fiftyone') is None: pytest.skip("FiftyOne is not installed: pip install 'maskgen[browse]'")
+    from maskgen.browse import bundled_mongod, FiftyOneDatabaseError
+    try: bundled_mongod()
+    except FiftyOneDatabaseError as e: pytest.skip(f"FiftyOne's mongod is missing: {e}")
+
+
+@pytest.fixture(scope='module')
+def fiftyone_db(tmp_path_factory):
+    "A private HOME, FIFTYONE_DATABASE_DIR and MongoDB for FiftyOne, set before FiftyOne is imported; stopped and deleted afterwards."
+    skip_without_fiftyone()
+    from maskgen.browse import PrivateDatabase
+    home = tmp_path_factory.mktemp('fiftyone-home')
+    env = dict(FIFTYONE_DO_NOT_TRACK='true', HOME=str(home), MPLCONFIGDIR=str(home / 'mpl'), FIFTYONE_DATABASE_DIR=str(home / 'fiftyone-db'))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    db = PrivateDatabase(home / 'db')
+    yield db
+    db.stop()
+    for k, v in saved.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+    shutil.rmtree(home, ignore_errors=True)

@@ -1,21 +1,14 @@
 "The FiftyOne App as a lab member sees it: `maskgen.browse` on 127.0.0.1, opened in Chromium, the grid and both mask overlays drawn; and `maskgen browse`."
-import importlib.util, os, shutil, signal, socket, subprocess, sys, time, urllib.request
+import importlib.util, os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, skip_without_fiftyone
 
 pytestmark = pytest.mark.fiftyone
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 SCREENSHOT = ROOT / 'nbs' / 'images' / 'fiftyone_app.png'
-
-
-def _skip_without_fiftyone():
-    if importlib.util.find_spec('fiftyone') is None: pytest.skip("FiftyOne is not installed: pip install 'maskgen[browse]'")
-    from maskgen.browse import bundled_mongod, FiftyOneDatabaseError
-    try: bundled_mongod()
-    except FiftyOneDatabaseError as e: pytest.skip(f"FiftyOne's mongod is missing: {e}")
 
 
 def free_port():
@@ -38,24 +31,6 @@ def app_servers(port):
         cmd = p.info['cmdline'] or []
         if '--port' in cmd and str(port) in cmd and any('main.py' in c for c in cmd): found.append(p)
     return found
-
-
-@pytest.fixture(scope='module')
-def fiftyone_env(tmp_path_factory):
-    "A private HOME and MongoDB for FiftyOne, set before FiftyOne is imported; stopped and deleted afterwards."
-    _skip_without_fiftyone()
-    from maskgen.browse import PrivateDatabase
-    home = tmp_path_factory.mktemp('fiftyone-home')
-    env = dict(FIFTYONE_DO_NOT_TRACK='true', HOME=str(home), MPLCONFIGDIR=str(home / 'mpl'))
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    db = PrivateDatabase(home / 'db')
-    yield db
-    db.stop()
-    for k, v in saved.items():
-        if v is None: os.environ.pop(k, None)
-        else: os.environ[k] = v
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +58,7 @@ def overlay_fractions(png_bytes):
 
 
 @pytest.mark.browser
-def test_app_shows_grid_and_both_overlays(fiftyone_env, lab_split, tmp_path):
+def test_app_shows_grid_and_both_overlays(fiftyone_db, lab_split, tmp_path):
     if not Path(CHROMIUM).exists(): pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     if importlib.util.find_spec('playwright') is None: pytest.skip("playwright is not installed: pip install playwright (never `playwright install`)")
     from playwright.sync_api import sync_playwright
@@ -131,7 +106,7 @@ def test_app_shows_grid_and_both_overlays(fiftyone_env, lab_split, tmp_path):
     assert not app_servers(port), f"App server processes left: {app_servers(port)}"
 
 
-def test_browse_cli_serves_until_ctrl_c(fiftyone_env, lab_split, tmp_path):
+def test_browse_cli_serves_until_ctrl_c(fiftyone_db, lab_split, tmp_path):
     val, pred = lab_split
     port = free_port()
     jsonl = tmp_path / 'results.jsonl'
@@ -161,7 +136,7 @@ def test_browse_cli_serves_until_ctrl_c(fiftyone_env, lab_split, tmp_path):
 
 
 def test_database_error_is_clear(lab_split, tmp_path):
-    _skip_without_fiftyone()
+    skip_without_fiftyone()
     val, pred = lab_split
     env = dict(os.environ, HOME=str(tmp_path), FIFTYONE_DO_NOT_TRACK='true', FIFTYONE_DATABASE_VALIDATION='false',
                FIFTYONE_DATABASE_URI=f'mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=1000')

@@ -1,5 +1,5 @@
 "`maskgen.browse.build_dataset` writes its samples in bulk (a few inserts, never one write per image) and the dataset is the one per-sample writes make, with the metrics of the mask files."
-import importlib.util, math, os, shutil
+import math
 from pathlib import Path
 import numpy as np
 import pytest
@@ -8,26 +8,6 @@ pytestmark = pytest.mark.fiftyone
 N = 13   # images; dataset_from_records(batch_size=5) writes them in 3 batches
 H, W = 48, 64
 WRITE_METHODS = ('insert_one', 'insert_many', 'update_one', 'update_many', 'replace_one', 'bulk_write', 'find_one_and_update', 'find_one_and_replace')
-
-
-@pytest.fixture(scope='module')
-def fiftyone_db(tmp_path_factory):
-    "A private HOME, FIFTYONE_DATABASE_DIR and MongoDB for FiftyOne, set before FiftyOne is imported; stopped and deleted afterwards."
-    if importlib.util.find_spec('fiftyone') is None: pytest.skip("FiftyOne is not installed: pip install 'maskgen[browse]'")
-    from maskgen.browse import bundled_mongod, FiftyOneDatabaseError, PrivateDatabase
-    try: bundled_mongod()
-    except FiftyOneDatabaseError as e: pytest.skip(f"FiftyOne's mongod is missing: {e}")
-    home = tmp_path_factory.mktemp('fiftyone-home')
-    env = dict(FIFTYONE_DO_NOT_TRACK='true', HOME=str(home), MPLCONFIGDIR=str(home / 'mpl'), FIFTYONE_DATABASE_DIR=str(home / 'fiftyone-db'))
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    db = PrivateDatabase(home / 'db')
-    yield db
-    db.stop()
-    for k, v in saved.items():
-        if v is None: os.environ.pop(k, None)
-        else: os.environ[k] = v
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')

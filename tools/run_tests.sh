@@ -40,5 +40,5 @@ step "offline docs build"
 python tools/build_docs.py
 
 step "pytest"
-MASKGEN_DOCS_DIR=_docs python -m pytest -q -ra tests ${PYTEST_ARGS:-}
+MASKGEN_DOCS_DIR=_docs python -m pytest -q -ra --durations=15 tests ${PYTEST_ARGS:-}
 step "done"
