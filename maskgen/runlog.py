@@ -44,10 +44,9 @@ def environment_info(
     **extra,              # more entries
 )->dict:
     "Versions, device, git commit and config hash, for `environment.json`."
-    return dict(maskgen=__version__, torch=torch.__version__, numpy=np.__version__, python=platform.python_version(), platform=platform.platform(),
-                device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or None,
-                cuda=torch.version.cuda, git_commit=_git_commit(), config_hash=config_hash(config),
-                started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), **extra)
+    return dict(software_versions(device), platform=platform.platform(),
+                device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or None,
+                cuda=torch.version.cuda, config_hash=config_hash(config), started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), **extra)
 
 # %% ../nbs/12_runlog.ipynb #be5bca74
 def utc_timestamp()->str:
