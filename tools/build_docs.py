@@ -3,7 +3,7 @@
 nbdev's own processors turn each notebook into the page Quarto would render (`nbdev.serve.proc_nbs` writes them to
 `_proc/`: `#| hide` and `#| export` cells dropped, `show_doc` cells added and run, the H1 and `>` summary turned into
 front matter). Each processed notebook then becomes one HTML page with nbconvert's `lab` template, at the path Quarto
-gives it (front matter `output-file`: `00_io.ipynb` -> `io.html`, `tutorials/x.ipynb` -> `tutorials/x.html`):
+gives it (front matter `output-file`: `01_io.ipynb` -> `io.html`, `tutorials/x.ipynb` -> `tutorials/x.html`):
 title and description from the front matter, `#| include: false` cells dropped, `#| echo: false` inputs and
 `#| output: false` outputs left out, `#|` lines stripped from code, stored outputs (text, tables, images) kept, links to
 the published site or to other notebooks made relative, and a sidebar linking every page on every page. Nothing is

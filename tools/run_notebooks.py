@@ -9,8 +9,8 @@ the outputs they had. A notebook whose cell raises is left as it was (nothing is
 Each notebook is written to a temporary file beside it, then moved over it.
 
     python tools/run_notebooks.py                                 # every notebook under nbs/ (not _proc)
-    python tools/run_notebooks.py nbs/00_io.ipynb nbs/01_model.ipynb
-    python tools/run_notebooks.py --flags "slow cuda" nbs/13_train.ipynb
+    python tools/run_notebooks.py nbs/01_io.ipynb nbs/02_model.ipynb
+    python tools/run_notebooks.py --flags "slow cuda" nbs/14_train.ipynb
     nbdev_clean                                                   # then: keeps outputs, drops execution counts and metadata
 """
 import argparse, os, subprocess, sys, tempfile, time
