@@ -10,7 +10,7 @@ Each notebook is written to a temporary file beside it, then moved over it.
 
     python tools/run_notebooks.py                                 # every notebook under nbs/ (not _proc)
     python tools/run_notebooks.py nbs/01_io.ipynb nbs/02_model.ipynb
-    python tools/run_notebooks.py --flags "slow cuda" nbs/14_train.ipynb
+    python tools/run_notebooks.py --flags "slow cuda" nbs/15_train.ipynb
     nbdev_clean                                                   # then: keeps outputs, drops execution counts and metadata
 """
 import argparse, os, subprocess, sys, tempfile, time
