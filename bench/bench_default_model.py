@@ -7,6 +7,8 @@ the default overlap), agreement of tile and whole, and the classical baseline: G
 polarity (bright or dark foreground) chosen per image by the ground truth, which flatters the baseline.
 Agreement of tiles and whole image also for the default tile size (512) at overlaps 64, 128 and 192 on 1024x1024 images.
 Test-time augmentation: Dice of `whole` with the mean of 8 views (flips and transposes, `tta=8`).
+Real images: per-modality Dice on the validation split of `maskgen.default_model.real_pairs` (images never trained on) at default
+settings, against best-polarity Otsu and Li.
 Speed: a 2048x2048 image, steady state, with 1, 4 and 8 views. Prints JSON; `--out FILE` also writes it.
 
     python bench/bench_default_model.py [--n 6] [--weights W] [--out bench/results/default_model.json]
@@ -19,10 +21,10 @@ import numpy as np
 TEST_SEED0 = 900_000   # far from make_dataset's training/validation seeds
 
 
-def dice(a, b):
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+def dice(pred, truth):
+    "Dice of two masks (nonzero is foreground), as `maskgen.metrics.mask_metrics` computes it."
+    from maskgen.metrics import mask_metrics
+    return mask_metrics(np.asarray(truth), np.asarray(pred))['dice']
 
 
 def threshold_of(gen):
@@ -82,6 +84,57 @@ def evaluate(gen, cases, tile, whole=None, tta_gen=None):
     return out
 
 
+def real_validation(gen, real_root, tile):
+    """Per-modality Dice on the real validation images of `maskgen.default_model.real_pairs` (never trained on): the model at default settings
+    (`generate(path)`: default strategy, threshold 0.5), with its calibrated threshold, its tiles against its whole image, and best-polarity Otsu and Li."""
+    from maskgen.default_model import real_pairs
+    from maskgen.data import read_mask
+    per_image, thr = [], threshold_of(gen)
+    for p in real_pairs(real_root):
+        if p['split'] != 'val': continue
+        truth = read_mask(p['mask'], 0)
+        pw = gen.predict_probability(p['image'], None, progress=False)
+        default = np.asarray(gen.generate(p['image'], progress=False)) > 0
+        pt = gen.predict_probability(p['image'], tile, progress=False)
+        cl = classical_masks(p['image'], truth)
+        per_image.append(dict(set=p['set'], modality=p['modality'], image=p['image'].name, default=dice(default, truth),
+                              calibrated=dice(pw > thr, truth), tile_vs_whole=dice(pt > 0.5, pw > 0.5),
+                              otsu=dice(cl['otsu'], truth), li=dice(cl['li'], truth)))
+    out = {}
+    for modality in dict.fromkeys(r['modality'] for r in per_image):
+        rs = [r for r in per_image if r['modality'] == modality]
+        m = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in ('default', 'calibrated', 'tile_vs_whole', 'otsu', 'li')}
+        m.update(n=len(rs), sets=sorted({r['set'] for r in rs}), margin_over_otsu=round(m['default'] - m['otsu'], 4))
+        out[modality] = m
+    summary = dict(mean_margin_over_otsu=round(float(np.mean([m['margin_over_otsu'] for m in out.values()])), 4),
+                   beats_otsu_on_every_kind=all(m['margin_over_otsu'] > 0 for m in out.values()))
+    return dict(per_modality=out, summary=summary, per_image=per_image)
+
+
+def real_gallery(gen, real_root, path, per_modality=2):
+    "Save a PNG of real validation images of each modality with the default model's errors (default settings)."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from maskgen.default_model import real_pairs
+    from maskgen.data import read_mask
+    from maskgen.io import to_display, read_image, error_colors
+    chosen, seen = [], {}
+    for p in real_pairs(real_root):
+        if p['split'] == 'val' and seen.get(p['modality'], 0) < per_modality:
+            chosen.append(p); seen[p['modality']] = seen.get(p['modality'], 0) + 1
+    fig, axes = plt.subplots(2, len(chosen), figsize=(2.2 * len(chosen), 4.8))
+    for ax, p in zip(axes.T, chosen):
+        truth = read_mask(p['mask'], 0)
+        pred = np.asarray(gen.generate(p['image'], progress=False)) > 0
+        ax[0].imshow(to_display(read_image(p['image']))); ax[0].set_title(f"{p['modality']}\n{p['image'].stem[:18]}", fontsize=7)
+        ax[1].imshow(error_colors(truth, pred)); ax[1].set_title(f"Dice {dice(pred, truth):.3f}", fontsize=8)
+        for a in ax: a.set_axis_off()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.text(0.5, 0.01, 'real validation images (never trained on); white: found, red: false foreground, blue: missed', ha='center', fontsize=8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches='tight')
+
+
 def real_figure(gen, image, truth, path):
     "Save a PNG of the real image, the model's errors (whole) and the best classical baseline's errors."
     import matplotlib; matplotlib.use('Agg')
@@ -111,11 +164,16 @@ def main():
     ap.add_argument('--out', default=None)
     ap.add_argument('--figure', default=None, help='also save a PNG of the masks on the real image here')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
+    ap.add_argument('--real-root', default=str(Path(__file__).resolve().parents[2] / 'shared' / 'datasets' / 'real'),
+                    help='folder of the real labelled sets (maskgen.default_model.REAL_SETS); their validation split is measured')
+    ap.add_argument('--real-only', action='store_true', help='measure only the real images (validation split and the StarDist test image)')
+    ap.add_argument('--gallery', default=None, help='also save a PNG of real validation images with the model\'s errors here')
     args = ap.parse_args()
     import torch
     if args.threads: torch.set_num_threads(args.threads)
     from maskgen.generator import MaskGenerator, parse_strategy
     from maskgen.synth import synth_image, KINDS
+    import platform
     gen = MaskGenerator(args.weights, device='cpu')
     def with_views(n): return MaskGenerator.from_model(gen.model, 'cpu', gen.precision, gen.threshold, tta=n)   # the same loaded model
     tta_gen = with_views(8)
@@ -128,7 +186,17 @@ def main():
             img, truth = synth_image(kind, size=args.size, seed=TEST_SEED0 + i, bit_depth=bit_depth, rgb=rgb)
             cases.append((kind, img, truth)); i += 1
     res = {'model': repr(gen), 'threads': torch.get_num_threads(), 'metadata': {k: gen.info['metadata'].get(k) for k in ('name', 'version')},
-           'threshold': gen.threshold, 'tile_strategy': tile}
+           'threshold': gen.threshold, 'tile_strategy': tile, 'cpu': f"{platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}"}
+    if Path(args.real_root).is_dir():
+        res['real_validation'] = real_validation(gen, args.real_root, tile)
+        if args.gallery: real_gallery(gen, args.real_root, args.gallery)
+    else: res['real_validation'] = f'not available ({args.real_root} does not exist)'
+    if args.real_only:
+        real = stardist_nuclei()
+        if real is not None: res['real_dsb2018_nuclei'] = evaluate(gen, [('fluorescence nuclei (DSB 2018, 512x512)', *real)], tile)
+        text = json.dumps(res, indent=1); print(text)
+        if args.out: Path(args.out).parent.mkdir(parents=True, exist_ok=True); Path(args.out).write_text(text + '\n')
+        return
     whole = [gen.predict_probability(image, 'whole', progress=False) for _, image, _ in cases]   # once, for every comparison below
     res['synthetic'] = evaluate(gen, cases, tile, whole, tta_gen)
     # blend windows: agreement of tiled and whole-image probabilities on the synthetic test images

@@ -72,7 +72,7 @@ def read_predictions_jsonl(
     return records
 
 # %% ../nbs/19_browse.ipynb #c9f52f45
-class FiftyOneDatabaseError(RuntimeError):
+class FiftyOneDatabaseError(OSError, RuntimeError):   # an OSError: the command line exits 2 with its one line
     "FiftyOne's database (MongoDB) could not start or be reached; the message says why and what to do."
 
 def _database_advice(e:Exception, database_dir:str|None)->str:

@@ -4,17 +4,20 @@
 
 # %% ../nbs/22_cli.ipynb #18585ee7
 from __future__ import annotations
-import importlib, json, os, pickle, platform, posixpath, re, string, sys, time
+import importlib, os, pickle, posixpath, re, string, sys, time
 import numpy as np
 from pathlib import Path, PurePosixPath
 from fastcore.script import Param
-from .io import UsageError, read_json
+from .io import UsageError
+from .describe import environment_info, checkpoint_info, format_checkpoint_info
 from .options import (cli_parser, run_cli, one_line, parse_threshold, strategy_from_options,  # noqa: F401  (maskgen.cli.* as before)
                              check_model_options, load_generator)
+from .settings import postprocess_from_options, check_postprocess, describe_postprocess
+
 
 # %% auto #0
 __all__ = ['COMMANDS', 'USER_ERRORS', 'check_pattern', 'select_inputs', 'mask_state', 'refuse_input_overwrites', 'predict',
-           'environment_info', 'checkpoint_info', 'format_checkpoint_info', 'info', 'demo', 'error_status', 'main']
+           'info', 'demo', 'error_status', 'main', 'environment_info', 'checkpoint_info', 'format_checkpoint_info']
 
 # %% ../nbs/22_cli.ipynb #633712f4
 def _parse_channels(channels:str|None):
@@ -139,6 +142,23 @@ def refuse_input_overwrites(
                                  f"files ({protected[hit]}): nothing was written. Write the masks to their own folder "
                                  "(e.g. -o masks/), or move the old files out of the input first")
 
+# %% ../nbs/22_cli.ipynb #4fe9990a
+def _predict_on_cluster(jobs, spec:dict, options:dict, workers, scheduler, overwrite:bool, block_size:int, quiet:bool, out_dir, note:str='')->int:
+    "`maskgen predict --workers/--scheduler`: mask `jobs` on a Dask cluster (`maskgen.distributed`), print the summary, return the exit status."
+    if workers is not None and workers < 1: raise UsageError(f"--workers {workers}: give a number of worker processes >= 1, e.g. --workers 4")
+    if workers is not None and scheduler: raise UsageError("Pass either --workers (a cluster on this machine) or --scheduler (a running one), not both")
+    if block_size < 512: raise UsageError(f"--block-size {block_size}: give a block side of at least 512 pixels, e.g. 4096")
+    from maskgen.distributed import run_jobs, dask_distributed
+    try: dask_distributed()
+    except ImportError as e: raise UsageError(str(e)) from None
+    try: report = run_jobs(jobs, spec, options, workers=workers, scheduler=scheduler, overwrite=overwrite, block_size=block_size, quiet=quiet)
+    except ConnectionError as e: raise UsageError(str(e)) from None
+    failed = report['failed']
+    print(f"maskgen: {report['masked']} masked, {report['skipped']} skipped (exist; --overwrite to redo), {len(failed)} failed "
+          f"in {report['seconds']:.1f} s -> {out_dir}" + note)
+    for f, err in failed: print(f"  FAILED {f}: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
 # %% ../nbs/22_cli.ipynb #d5ce9471
 def predict(
     images:Param('image files and/or folders', str, nargs='*', opt=False)=None, # image files and/or folders (several allowed)
@@ -155,11 +175,17 @@ def predict(
     plane:str=None,            # plane of a z-stack or time series (4-D/5-D TIFF) to mask: its index, e.g. 0, or one per stack axis, e.g. 0,3
     device:str='auto',         # auto, cpu, cuda or mps
     tta:int=1,                 # test-time augmentation: average 4 (flips) or 8 (flips and transposes) views; 4-8x slower
+    min_size:float=None,       # clean-up: remove objects smaller than this many pixels (default: none, or the run's with --from-run)
+    fill_holes:float=None,     # clean-up: fill holes smaller than this many pixels (as --min-size)
+    opening:int=None,          # clean-up: radius in pixels of an opening applied first (as --min-size)
     pattern:str='{stem}_mask.png', # mask file name (.png, .tif, .bmp); {stem} is the image's name without suffix
     prob:bool=False,           # also save the probability map as {stem}_prob.tif (float32)
     overwrite:bool=False,      # replace masks that exist (default: skip them, so a killed run resumes); never replaces an input
     recursive:bool=False,      # look for images in sub-folders too
     quiet:bool=False,          # no progress bars
+    workers:int=None,          # mask on a Dask cluster of this many worker processes on this machine (pip install 'maskgen[distributed]')
+    scheduler:str=None,        # mask on the running Dask cluster at this address, e.g. tcp://head-node:8786
+    block_size:int=4096,       # with --workers/--scheduler: a TIFF larger than this on a side is shared among workers in blocks of this side
 )->int:
     "Mask microscopy images: write one mask per image into the output folder. Exit status 1 if any image failed."
     from collections import Counter
@@ -169,6 +195,7 @@ def predict(
     images = images if isinstance(images, list) else [images]
     thr, s, chans = parse_threshold(threshold), strategy_from_options(strategy, tile_size, overlap, max_dim, window), _parse_channels(channels)
     plane = _parse_plane(plane)
+    clean_up = postprocess_from_options(min_size, fill_holes, opening)
     pattern = check_pattern(pattern)
     check_model_options(weights, from_run, device, tta)
     out_dir = Path(o)
@@ -187,9 +214,15 @@ def predict(
                                "rename them or use a --pattern that tells them apart")
     refuse_input_overwrites(jobs, protected, pattern, overwrite, plane)
     gen = load_generator(weights, from_run, device, tta)
+    used = check_postprocess(clean_up, gen.postprocess)   # the clean-up applied, recorded in the summary line
     from maskgen.io import remove_stale_temp_files
     for folder in sorted({p.parent for p in outs}):   # temporary files of a killed run; never those of a running one
         remove_stale_temp_files(folder, [p.name for p in outs if p.parent == folder])
+    if workers is not None or scheduler:   # one task per image (per block of a huge TIFF) on a Dask cluster
+        return _predict_on_cluster(jobs, dict(weights=weights, from_run=from_run, device=device, tta=tta),
+                                   dict(strategy=s, threshold=thr, channels=chans, plane=plane, postprocess=clean_up),
+                                   workers, scheduler, overwrite, block_size, quiet, out_dir,
+                                   f" (clean-up {describe_postprocess(used)})" if used else '')
     masked, skipped, failed, t0 = 0, 0, [], time.perf_counter()
     bar = tqdm(jobs, desc='images', unit='img', disable=quiet or len(jobs) < 2)
     try:
@@ -198,138 +231,19 @@ def predict(
             if state == 'ok': skipped += 1; continue   # also when another maskgen wrote it since this run started
             if state == 'folder': failed.append((f, why)); continue
             if state == 'broken': tqdm.write(f"  REDO {t}: {why}")
-            try: gen.generate_and_save(f, t, s, thr, channels=chans, progress=False if quiet else None, prob_path=pp, plane=plane)
+            try: gen.generate_and_save(f, t, s, thr, channels=chans, progress=False if quiet else None, prob_path=pp, plane=plane, postprocess=clean_up)
             except Exception as e: failed.append((f, f'{type(e).__name__}: {one_line(str(e))}'))
             else: masked += 1
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{masked} masks written, each complete; run the same command again to do the rest") from None
     finally: bar.close()
     print(f"maskgen: {masked} masked, {skipped} skipped (exist; --overwrite to redo), {len(failed)} failed "
-          f"in {time.perf_counter() - t0:.1f} s -> {out_dir}")
+          f"in {time.perf_counter() - t0:.1f} s -> {out_dir}" + (f" (clean-up {describe_postprocess(used)})" if used else ''))
     for f, err in failed: print(f"  FAILED {f}: {err}", file=sys.stderr)
     return 1 if failed else 0
 
-# %% ../nbs/22_cli.ipynb #35c41183
-def environment_info()->dict:
-    "Versions, devices and the default model of this install."
-    import numpy, torch
-    import maskgen
-    from maskgen.generator import DEFAULT_WEIGHTS, pick_device, cpu_has_bf16
-    info = dict(maskgen=maskgen.__version__, python=platform.python_version(), torch=torch.__version__,
-                numpy=numpy.__version__, platform=platform.platform(), device=str(pick_device('auto')),
-                cuda=torch.cuda.is_available(), mps=bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()),
-                cpu_bf16=cpu_has_bf16(), threads=torch.get_num_threads())
-    model = dict(path=str(DEFAULT_WEIGHTS), present=DEFAULT_WEIGHTS.exists())
-    if DEFAULT_WEIGHTS.exists():
-        from safetensors import safe_open
-        with safe_open(str(DEFAULT_WEIGHTS), framework='pt') as f: meta = f.metadata() or {}
-        model.update({k: meta[k] for k in ('name', 'version', 'config', 'threshold', 'license') if k in meta})
-    info['default_model'] = model
-    from maskgen.hub import cache_dir
-    info['cache_dir'] = str(cache_dir())
-    return info
-
-# %% ../nbs/22_cli.ipynb #9741191c
-def _weights_info(path:Path)->dict:
-    "What the `.pth` or `.safetensors` checkpoint at `path` holds (see `checkpoint_info`)."
-    from maskgen.checkpoint import read_checkpoint, infer_config
-    from maskgen.export import run_report
-    try: ck = read_checkpoint(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError): raise
-    except Exception as e:
-        msg = one_line(str(e)) or type(e).__name__
-        raise ValueError(msg if path.name in msg else f"{path} is not a maskgen checkpoint: {type(e).__name__}: {msg}") from None
-    sd, meta, stored = ck['state_dict'], dict(ck['metadata'] or {}), ck['config']
-    try: arch = infer_config(sd)
-    except ValueError as e: raise ValueError(f"{path} holds weights, but not of a maskgen Net: {one_line(str(e))}") from None
-    clash = {k: stored[k] for k in ('channels', 'layers', 'norm') if isinstance(stored, dict) and k in stored and stored[k] != arch[k]}
-    threshold, source = ck['threshold'], 'checkpoint' if ck['threshold'] is not None else None
-    if threshold is None and (report_threshold := (run_report(path) or {}).get('threshold')) is not None:
-        threshold, source = report_threshold, 'report.json'
-    provenance = meta.get('provenance')
-    epoch = meta.get('epoch', provenance.get('epoch') if isinstance(provenance, dict) else None)
-    shown = ('config', 'threshold', 'metrics', 'metric', 'epoch', 'provenance', 'weights')
-    return dict(format='safetensors' if path.suffix == '.safetensors' else 'pth',
-                architecture=dict(arch, source='inferred from the tensor shapes'),
-                parameters=int(sum(v.numel() for v in sd.values() if hasattr(v, 'numel'))),
-                config=stored, ema=ck['weights'] == 'ema', weights=ck['weights'], epoch=epoch,
-                metrics=meta.get('metrics', meta.get('metric')), threshold=threshold, threshold_source=source,
-                provenance=provenance, metadata={k: v for k, v in meta.items() if k not in shown},
-                **({'warning': f"the stored config says {clash}, but the tensors have {({k: arch[k] for k in clash})}"} if clash else {}))
-
-# %% ../nbs/22_cli.ipynb #d875ff7f
-def _onnx_info(path:Path)->dict:
-    "What the ONNX model at `path` holds (see `checkpoint_info`)."
-    import warnings
-    from maskgen.export import load_onnx
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        _, info = load_onnx(path)
-    meta = dict(info['metadata'])
-    provenance = meta.get('provenance')
-    epoch = meta.get('epoch', provenance.get('epoch') if isinstance(provenance, dict) else None)
-    cfg = info['config'] if isinstance(info['config'], dict) else {}
-    shown = ('config', 'threshold', 'metrics', 'metric', 'epoch', 'provenance', 'weights')
-    return dict(format='onnx', architecture=dict({k: cfg[k] for k in ('channels', 'layers', 'norm') if k in cfg},
-                                                 source='stored in the ONNX metadata') if cfg else None,
-                parameters=None, config=info['config'], ema=info['weights'] == 'ema', weights=info['weights'], epoch=epoch,
-                metrics=meta.get('metrics', meta.get('metric')), threshold=info['threshold'],
-                threshold_source='checkpoint' if info['threshold'] is not None else None, provenance=provenance,
-                metadata={k: v for k, v in meta.items() if k not in shown},
-                **({} if meta.get('format') == 'maskgen' else {'warning': 'no maskgen metadata: this may not be a maskgen model'}))
-
-# %% ../nbs/22_cli.ipynb #aa7870f1
-def checkpoint_info(
-    path:str|Path, # a checkpoint (.pth, .safetensors, .onnx) or a training run folder
-)->dict:
-    "What a checkpoint holds: architecture (Net config), config, EMA weights, epoch, metrics, calibrated threshold, provenance and sha256."
-    from maskgen.hub import file_sha256
-    p = Path(path).expanduser()
-    if not p.exists(): raise FileNotFoundError(f"{p} does not exist: pass a checkpoint (.pth, .safetensors, .onnx) or a training run folder")
-    run = None
-    if p.is_dir():
-        from maskgen.generator import run_weights
-        run = {'folder': str(p)}
-        for name in ('report.json', 'config.json'):
-            if (p/name).is_file(): run[name.removesuffix('.json')] = read_json(p/name)
-        p = run_weights(p)
-    d = _onnx_info(p) if p.suffix.lower() == '.onnx' else _weights_info(p)
-    if run:
-        report = run.get('report') if isinstance(run.get('report'), dict) else {}
-        run = dict(folder=run['folder'], status=report.get('status'), epochs_finished=report.get('epochs_finished'),
-                   best_epoch=report.get('best_epoch'), best_metrics=report.get('best_metrics'),
-                   threshold_metrics=report.get('threshold_metrics'), config=run.get('config'))
-        if d['config'] is None: d['config'] = run['config']
-        if d['threshold'] is None and report.get('threshold') is not None: d.update(threshold=report['threshold'], threshold_source='report.json')
-    return dict(path=str(p), **d, bytes=p.stat().st_size, sha256=file_sha256(p), **({'run': run} if run else {}))
-
-# %% ../nbs/22_cli.ipynb #2271aaac
-def _show(v)->str:
-    "A value of `checkpoint_info` for the text output."
-    if v is None: return 'none'
-    if isinstance(v, bool): return 'yes' if v else 'no'
-    if isinstance(v, float): return f'{v:.4g}'
-    if isinstance(v, dict): return ', '.join(f'{k}={_show(x) if not isinstance(x, (dict, list)) else json.dumps(x)}' for k, x in v.items()) or 'none'
-    return str(v)
-
-def format_checkpoint_info(
-    d:dict, # from `checkpoint_info`
-)->str:
-    "`checkpoint_info` as aligned text lines."
-    arch = d['architecture']
-    lines = [('checkpoint', d['path']), ('format', d['format']), ('sha256', d['sha256']), ('size', f"{d['bytes'] / 1e6:.2f} MB"),
-             ('architecture', 'unknown' if not arch else f"Net channels={arch.get('channels')}, layers={arch.get('layers')}, "
-                                                         f"norm={arch.get('norm')} ({arch.get('source')})")]
-    if d.get('parameters'): lines.append(('parameters', f"{d['parameters'] / 1e6:.2f}M"))
-    lines += [('config', _show(d['config']) if d['config'] is not None else 'none stored'),
-              ('ema', f"{_show(d['ema'])} (weights used: {d['weights']})"), ('epoch', _show(d['epoch'])), ('metrics', _show(d['metrics'])),
-              ('threshold', f"{_show(d['threshold'])} (calibrated, from the {d['threshold_source']})" if d['threshold'] is not None
-                            else "none calibrated (--threshold auto uses 0.5)"),
-              ('provenance', _show(d['provenance']))]
-    if d.get('metadata'): lines.append(('metadata', _show(d['metadata'])))
-    if d.get('run'): lines.append(('run', _show({k: v for k, v in d['run'].items() if k != 'config' and v is not None})))
-    if d.get('warning'): lines.append(('warning', d['warning']))
-    return '\n'.join(f'{k:>12}: {v}' for k, v in lines)
+# %% ../nbs/22_cli.ipynb #df21041e
+_all_ = ['environment_info', 'checkpoint_info', 'format_checkpoint_info']
 
 # %% ../nbs/22_cli.ipynb #67a6c306
 def info(

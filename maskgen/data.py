@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_data.ipynb #edaddfed
 from __future__ import annotations
-import hashlib, json as jsonlib, sys, warnings
+import hashlib, json as jsonlib, warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +13,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from fastcore.basics import patch
+from .augment import window_slices, grid_origins, dihedral, jitter_intensity, augment_microscopy, rescale_crop
 from .io import read_image, intensity_range, normalize_tile, list_images, ImageReadError
 from .options import command
 
 # %% auto #0
 __all__ = ['ISSUE_CODES', 'SEVERITIES', 'StemMatch', 'match_by_stem', 'pair_images_and_masks', 'find_split', 'read_mask',
-           'window_slices', 'grid_origins', 'dihedral', 'jitter_intensity', 'MaskDataset', 'PreflightReport',
-           'preflight', 'print_preflight', 'preflight_cli']
+           'image_group', 'MaskDataset', 'PreflightReport', 'preflight', 'print_preflight', 'not_ready_error',
+           'preflight_cli', 'window_slices', 'grid_origins', 'dihedral', 'jitter_intensity', 'augment_microscopy',
+           'rescale_crop']
+
+# %% ../nbs/12_data.ipynb #f52403a9
+_all_ = ['window_slices', 'grid_origins', 'dihedral', 'jitter_intensity', 'augment_microscopy', 'rescale_crop']
 
 # %% ../nbs/12_data.ipynb #f4a0c50f
 @dataclass
@@ -100,52 +105,13 @@ def read_mask(
     "Boolean (H,W) foreground of the mask file at `path`."
     return _threshold_mask(_mask_values(path), mask_threshold)
 
-# %% ../nbs/12_data.ipynb #ac37736b
-def window_slices(
-    top:int, left:int, # crop origin in image coordinates; negative or past the edge where the crop overhangs
-    size:int,          # crop side
-    height:int, width:int, # image size
-)->tuple[tuple[slice, slice], tuple[slice, slice]]:
-    "(source slices in the image, destination slices in the crop) of the part of a `size`² crop at (top,left) that the image covers."
-    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + size, height), min(left + size, width)
-    return (slice(y0, y1), slice(x0, x1)), (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
-
-# %% ../nbs/12_data.ipynb #83a6a961
-def grid_origins(
-    length:int, # image height or width
-    size:int,   # crop side
-)->list[int]:
-    "Origins along one side of the fewest `size` crops that cover `length`, evenly spread; one centred crop when `length <= size`."
-    if length <= size: return [(length - size) // 2]
-    n = -(-length // size)
-    return [int(round(o)) for o in np.linspace(0, length - size, n)]
-
-# %% ../nbs/12_data.ipynb #d7fd868c
-def dihedral(
-    arr:np.ndarray, # (..., S, S) array
-    k:int,          # number of 90° rotations
-    flip:bool,      # mirror left-right after rotating
-)->np.ndarray:
-    "`arr` rotated `k` times by 90° and optionally mirrored, in its last two axes (a view)."
-    arr = np.rot90(arr, k, axes=(-2, -1))
-    return arr[..., ::-1] if flip else arr
-
-# %% ../nbs/12_data.ipynb #a2a7aeb2
-def jitter_intensity(
-    x:np.ndarray,           # (3,h,w) float32 crop in [-1,1], changed in place
-    rng:np.random.Generator, # source of the random gamma, contrast and brightness
-    strength:float=0.1,     # gamma in exp(±strength), contrast 1±strength, brightness ±strength/2 of the range; 0 for none
-)->np.ndarray:
-    "`x` with a small random gamma, contrast and brightness change, still in [-1,1]."
-    gamma, contrast, brightness = np.exp(rng.uniform(-1, 1) * strength), 1 + rng.uniform(-1, 1) * strength, rng.uniform(-0.5, 0.5) * strength
-    if strength == 0 or x.size == 0: return x
-    u = x; u += 1; u *= 0.5; np.clip(u, 0, 1, out=u)      # to [0,1]
-    np.power(u, gamma, out=u)
-    mean = float(u.mean())
-    u -= mean; u *= contrast; u += mean + brightness
-    np.clip(u, 0, 1, out=u)
-    u *= 2; u -= 1
-    return u
+# %% ../nbs/12_data.ipynb #51890972
+def image_group(
+    path:str|Path, # an image file
+)->str:
+    "The group of `path` for balanced sampling: its file stem up to the first `__`, or '' without one."
+    stem = Path(path).stem
+    return stem.split('__', 1)[0] if '__' in stem else ''
 
 # %% ../nbs/12_data.ipynb #0caea428
 def _image_size(path:Path)->tuple[int, int]:
@@ -172,13 +138,20 @@ class MaskDataset(Dataset):
         mask_threshold:float=127, # mask values above this are foreground (see `read_mask`)
         jitter:float=0.1,        # strength of the intensity jitter (see `jitter_intensity`); 0 for none
         channels=None,           # channel(s) of multichannel images, as for `read_image`
+        augment:str='basic',     # 'basic': flips, rotations, intensity jitter; 'microscopy': also scale, stain, illumination, blur, noise
+        balance:bool=False,      # draw training crops from the groups of `image_group` in turn, so each group gets the same share
     ):
         self.pairs = [(Path(i), Path(m)) for i, m in pairs]
         if not self.pairs: raise ValueError("MaskDataset needs at least one (image, mask) pair: check the folder with `maskgen preflight`")
         if train and crop_per_img < 1: raise ValueError(f"crop_per_img={crop_per_img}: take at least 1 crop per image")
         if img_size % 32: raise ValueError(f"img_size={img_size} is not a multiple of 32, which the U-Net needs: use e.g. {max(32, img_size // 32 * 32)}")
         self.img_size, self.crop_per_img, self.train, self.seed = img_size, crop_per_img, train, seed
+        if augment not in ('basic', 'microscopy'): raise ValueError(f"augment={augment!r}: use 'basic' or 'microscopy'")
         self.cache_bytes, self.mask_threshold, self.jitter, self.channels = cache_bytes, mask_threshold, jitter, channels
+        self.augment, self.balance = augment, balance
+        groups = {}
+        for n, (img, _) in enumerate(self.pairs): groups.setdefault(image_group(img), []).append(n)
+        self._groups = list(groups.values())
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._cache, self._cached_bytes, self._hits, self._misses = OrderedDict(), 0, 0, 0
         if not train:
@@ -245,22 +218,31 @@ def __getitem__(self:MaskDataset, idx:int)->tuple:
     if not -len(self) <= idx < len(self): raise IndexError(f"crop {idx} is out of range for a dataset of {len(self)} crops")
     idx %= len(self)
     S = self.img_size
+    side = S   # side of the crop cut from the image; scale jitter cuts another and resizes it to S
     if self.train:
-        i = idx // self.crop_per_img
         rng = np.random.default_rng([self.seed, self.epoch, idx])
+        if self.balance:
+            group = self._groups[idx % len(self._groups)]
+            i = group[int(rng.integers(len(group)))]
+        else: i = idx // self.crop_per_img
         img, value_range, mask = self._load(i)
         h, w = mask.shape
-        top, left = int(rng.integers(min(0, h - S), max(0, h - S) + 1)), int(rng.integers(min(0, w - S), max(0, w - S) + 1))
+        if self.augment == 'microscopy': side = int(round(S / np.exp(rng.uniform(np.log(0.7), np.log(1.45)))))
+        top, left = int(rng.integers(min(0, h - side), max(0, h - side) + 1)), int(rng.integers(min(0, w - side), max(0, w - side) + 1))
     else:
         i, top, left = self._crops[idx]
         img, value_range, mask = self._load(i)
         h, w = mask.shape
-    src, dst = window_slices(top, left, S, h, w)
-    x, y = np.zeros((3, S, S), np.float32), np.zeros((1, S, S), np.float32)
+    src, dst = window_slices(top, left, side, h, w)
+    x, y = np.zeros((3, side, side), np.float32), np.zeros((1, side, side), np.float32)
     crop = normalize_tile(img[src], value_range)
     y[(0,) + dst] = mask[src]
     if self.train:
-        x[(slice(None),) + dst] = jitter_intensity(crop, rng, self.jitter)
+        if self.augment == 'microscopy':
+            x[(slice(None),) + dst] = crop
+            x, y = rescale_crop(x, y, S)
+            x = augment_microscopy(x, rng, self.jitter)
+        else: x[(slice(None),) + dst] = jitter_intensity(crop, rng, self.jitter)
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         x, y = dihedral(x, k, flip), dihedral(y, k, flip)
     else: x[(slice(None),) + dst] = crop
@@ -443,12 +425,22 @@ def print_preflight(
     print(report.to_json() if as_json else report)
     return 0 if report.ok else 2
 
-# %% ../nbs/12_data.ipynb #db9bab19
+# %% ../nbs/12_data.ipynb #1feb087e
+def not_ready_error(
+    data_root:str|Path, # the data folder whose preflight report has errors
+)->ValueError:
+    "The `UsageError` of a data folder that is not ready to train: where its errors are listed and how to check again."
+    from maskgen.files import UsageError
+    return UsageError(f"{data_root} is not ready to train: fix the errors its preflight report lists, then check again with "
+                      f"`maskgen preflight {data_root}`")
+
+# %% ../nbs/12_data.ipynb #c18f439c
 @command
 def preflight_cli(
     data_root:str,          # folder holding train/ and val/, each with images/ and masks/
     json:bool=False,        # print the report as JSON
     mask_threshold:int=127, # mask values above this are foreground (masks with values in 0..1: above mask_threshold/255)
-):
+)->int:
     "Check a training data folder before training; exit status 0 when ready, 2 on any error."
-    sys.exit(print_preflight(data_root, as_json=json, mask_threshold=mask_threshold))
+    if print_preflight(data_root, as_json=json, mask_threshold=mask_threshold): raise not_ready_error(data_root)
+    return 0

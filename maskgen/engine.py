@@ -10,12 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .io import normalize_tile
+from .pixels import normalize_tile
 from .model import Net
 
 # %% auto #0
 __all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'default_overlap', 'blend_profile',
-           'tiled_probability']
+           'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -173,6 +173,21 @@ def blend_profile(
     return w.astype(np.float32)
 
 # %% ../nbs/04_engine.ipynb #18ced0ca
+def tile_grid(
+    H:int, W:int,   # image height and width
+    th:int, tw:int, # tile height and width
+    overlap:int,    # pixels shared by neighbouring tiles
+    window:str,     # blend window (see `blend_profile`)
+)->tuple:
+    "(tile rows, tile columns, their row and column blend profiles, and the profiles' sums over the image's rows and columns)."
+    ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
+    prof_y = [blend_profile(th, overlap, window, y > 0, y + th < H) for y in ys]
+    prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < W) for x in xs]
+    sum_y, sum_x = np.zeros(H, np.float32), np.zeros(W, np.float32)
+    for y, p in zip(ys, prof_y): sum_y[y:y + th] += p
+    for x, p in zip(xs, prof_x): sum_x[x:x + tw] += p
+    return ys, xs, prof_y, prof_x, sum_y, sum_x
+
 def tiled_probability(
     image:np.ndarray,              # (H,W,3) image from `read_image`
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
@@ -188,12 +203,7 @@ def tiled_probability(
     if overlap is None: overlap = default_overlap(tile_size)
     th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
     H, W = image.shape[:2]
-    ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
-    prof_y = [blend_profile(th, overlap, window, y > 0, y + th < H) for y in ys]
-    prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < W) for x in xs]
-    sum_y, sum_x = np.zeros(H, np.float32), np.zeros(W, np.float32)
-    for y, p in zip(ys, prof_y): sum_y[y:y + th] += p
-    for x, p in zip(xs, prof_x): sum_x[x:x + tw] += p
+    ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, th, tw, overlap, window)
     acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     top = 0
@@ -212,3 +222,52 @@ def tiled_probability(
                 acc[y - top:y - top + th, x:x + tw] += probs[j] * prof_y[iy][:, None] * prof_x[b0 + j][None]
             if progress: progress(len(bx))
     yield top, H, acc[:H - top] / (sum_y[top:, None] * sum_x[None])
+
+# %% ../nbs/04_engine.ipynb #3dfa90f4
+def check_clean_up(
+    min_size=0,  # remove objects of fewer pixels than this: a number >= 0 (0: keep all)
+    max_hole=0,  # fill holes of fewer pixels than this: a number >= 0 (0: fill none)
+    opening=0,   # radius in pixels of the opening applied first: an integer >= 0 (0: none)
+)->dict:
+    "The clean-up settings as a dict of plain numbers; a `ValueError` naming the value when one cannot work."
+    import numbers
+    out = {}
+    for name, v, what in (('min_size', min_size, 'objects of fewer pixels are removed'), ('max_hole', max_hole, 'holes of fewer pixels are filled')):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name}={v!r} must be a number of pixels >= 0 ({what}; 0 turns it off), e.g. {name}=30")
+        out[name] = int(v) if float(v).is_integer() else float(v)
+    if isinstance(opening, (bool, np.bool_)) or not isinstance(opening, numbers.Real) or not math.isfinite(opening) \
+       or opening < 0 or not float(opening).is_integer():
+        raise ValueError(f"opening={opening!r} must be a radius in whole pixels >= 0 (0: no opening), e.g. opening=2")
+    out['opening'] = int(opening)
+    return out
+
+# %% ../nbs/04_engine.ipynb #4727797f
+def clean_mask(
+    mask:np.ndarray,   # (H,W) mask, nonzero is foreground
+    min_size:float=0,  # remove objects of fewer pixels than this (0: keep all)
+    max_hole:float=0,  # fill holes of fewer pixels than this (0: fill none)
+    opening:int=0,     # radius in pixels of a disk-shaped opening applied first (0: none)
+)->np.ndarray:
+    "`mask` as a bool array after an opening, removal of small objects and filling of small holes."
+    from scipy import ndimage
+    c = check_clean_up(min_size, max_hole, opening)
+    min_size, max_hole, opening = c['min_size'], c['max_hole'], c['opening']
+    m = np.asarray(mask) > 0
+    if m.ndim != 2: raise ValueError(f"A mask must be 2-D, got shape {m.shape}")
+    if opening > 0:
+        r = opening
+        yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
+        padded = np.pad(m, r, mode='edge')   # objects touching the border keep their border pixels
+        m = ndimage.binary_opening(padded, structure=xx * xx + yy * yy <= r * r)[r:-r, r:-r]
+    if min_size > 0:
+        lab, n = ndimage.label(m)
+        if n: m &= (np.bincount(lab.ravel()) >= min_size)[lab]
+    if max_hole > 0:
+        lab, n = ndimage.label(~m)
+        if n:
+            fill = np.bincount(lab.ravel()) < max_hole
+            fill[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = False
+            fill[0] = False
+            m |= fill[lab]
+    return m

@@ -12,6 +12,8 @@ from . import __version__
 from .io import read_image, to_display, save_mask, save_probability, write_json, write_jsonl, atomic_write, list_images
 from .data import find_split, read_mask, match_by_stem
 from .generator import MaskGenerator, parse_strategy, check_threshold, run_weights  # noqa: F401  (maskgen.evaluate.run_weights as before)
+from .generator import check_postprocess, postprocess_from_options, describe_postprocess
+from .engine import clean_mask
 from .metrics import mask_metrics, overlap_scores, METRIC_FIELDS
 from .options import UsageError, load_generator, parse_threshold, strategy_from_options
 from .runlog import utc_timestamp, software_versions
@@ -65,12 +67,14 @@ def evaluate(
     mask_threshold:float=127,      # ground-truth values above this are foreground (see `maskgen.data.read_mask`)
     progress:bool=False,           # show a progress bar over the images
     min_dice:float|None=None,      # a quality gate: the summary says whether the pooled Dice reaches it (`passed`)
+    postprocess='auto',            # clean-up of each mask before it is scored (see `maskgen.generator.check_postprocess`); 'auto': the generator's own
 )->dict:
     "Score the masks of `weights_or_generator` on `data_root/split`; returns the summary and writes it with per-image metrics to `out_dir`."
     if (save_masks or fiftyone) and out_dir is None:
         raise ValueError("save_masks and fiftyone write files: pass out_dir (-o on the command line)")
     gen = _as_generator(weights_or_generator, device)
     thr = check_threshold(threshold, gen)
+    pp = check_postprocess(postprocess, gen.postprocess)
     if strategy is not None: parse_strategy(strategy)   # bad options fail before any image is read
     if min_dice is not None and not (isinstance(min_dice, (int, float)) and 0 <= min_dice <= 1):
         raise ValueError(f"min_dice={min_dice!r}: give the lowest acceptable pooled Dice, a number in [0, 1] (e.g. 0.85)")
@@ -88,7 +92,7 @@ def evaluate(
             raise ValueError(f"Mask {gt_path} is {gt.shape[1]}x{gt.shape[0]} but image {img_path} is {img.shape[1]}x{img.shape[0]}: "
                              f"a mask must have its image's size; `maskgen preflight {data_root}` lists all such pairs")
         prob = gen.predict_probability(img, strategy, progress=False)
-        pred = prob > thr
+        pred = prob > thr if pp is None else clean_mask(prob > thr, **pp)   # the final full-size mask, as `generate` cleans it
         saved = mask_dir is not None
         rec = image_record(img_path, gt.shape[1], gt.shape[0], gt_path,
                            prediction=save_mask(pred, mask_dir/f'{img_path.stem}_mask.png') if saved else None,
@@ -111,7 +115,7 @@ def evaluate(
         worst=[dict(stem=r['stem'], dice=r['dice']) for r in worst],
         weights=gen.info.get('path') or 'in-memory model', weights_kind=gen.info.get('weights'), model=gen.info.get('config'),
         strategy=parse_strategy(strategy) if strategy is not None else 'auto (tile for images larger than a tile, else whole)',
-        strategy_per_image=strategies, tta=gen.tta,
+        strategy_per_image=strategies, tta=gen.tta, postprocess=pp,
         threshold=thr, threshold_source='given' if threshold != 'auto' else 'calibrated' if gen.threshold is not None else 'default (the weights have no calibrated threshold)',
         empty_masks='an empty prediction of an empty ground truth scores 1 (Dice, IoU, precision, recall)',
         device=str(gen.device), inference_precision=gen.precision, seconds=round(time.perf_counter() - t_start, 3),
@@ -130,6 +134,7 @@ def _print_summary(s:dict):
     "Print the summary of `evaluate` for a person."
     strategy = s['strategy']['name'] if isinstance(s['strategy'], dict) else 'auto'
     if s.get('tta', 1) > 1: strategy += f", tta {s['tta']}"
+    if s.get('postprocess'): strategy += f"; clean-up {describe_postprocess(s['postprocess'])}"
     print(f"maskgen eval: {s['n']} images of {Path(s['data_root'])/s['split']} with {Path(s['weights']).name} "
           f"(threshold {s['threshold']:g}, {s['threshold_source'].split(' ')[0]}; strategy {strategy}) in {s['seconds']:.1f} s")
     print(f"  Dice {s['mean_dice']:.4f} mean, {s['pooled_dice']:.4f} pooled;  IoU {s['mean_iou']:.4f} mean, {s['pooled_iou']:.4f} pooled")
@@ -156,13 +161,18 @@ def eval_cli(
     device:str='auto',         # auto, cpu, cuda or mps
     tta:int=1,                 # test-time augmentation: average 4 (flips) or 8 (flips and transposes) views
     min_dice:float=None,       # quality gate: exit status 1 when the pooled Dice is below this (e.g. 0.85)
+    min_size:float=None,       # clean-up: remove objects smaller than this many pixels (default: none, or the run's with --from-run)
+    fill_holes:float=None,     # clean-up: fill holes smaller than this many pixels (as --min-size)
+    opening:int=None,          # clean-up: radius in pixels of an opening applied first (as --min-size)
 )->int:
     "Score a checkpoint on a data split: Dice, IoU, precision and recall per image and overall; -o keeps them as JSON; --min-dice gates."
     thr = parse_threshold(threshold)
     if min_dice is not None and not 0 <= min_dice <= 1: raise UsageError(f"--min-dice {min_dice:g}: give a Dice in [0, 1], e.g. 0.85")
     s = strategy_from_options(strategy, tile_size, overlap, max_dim)
+    clean_up = postprocess_from_options(min_size, fill_holes, opening)
     gen = load_generator(weights, from_run, device, tta)
-    summary = evaluate(gen, data_root, split, s, thr, o, save_masks, fiftyone, progress=sys.stderr.isatty(), min_dice=min_dice)
+    summary = evaluate(gen, data_root, split, s, thr, o, save_masks, fiftyone, progress=sys.stderr.isatty(), min_dice=min_dice,
+                       postprocess=clean_up)
     _print_summary(summary)
     if min_dice is None: return 0
     verdict = (f"pooled Dice {summary['pooled_dice']:.4f} {'>=' if summary['passed'] else '<'} --min-dice {min_dice:g} "

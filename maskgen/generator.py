@@ -10,86 +10,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix, is_integer
+from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
-from .engine import net_logits, tiled_probability, default_overlap, BLEND_WINDOWS
+from .engine import net_logits, tiled_probability
+from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
+                              check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
+                              TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
+                              save_inference_settings, read_inference_settings)
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'TTA_VIEWS', 'TTA_CHOICES', 'pick_device', 'cpu_has_bf16', 'pick_precision', 'parse_strategy',
-           'MaskGenerator', 'tile_extent', 'check_threshold', 'run_weights']
+__all__ = ['LAZY_CLEAN_UP_ERROR', 'MaskGenerator', 'tile_extent', 'check_threshold', 'run_weights', 'pick_device', 'cpu_has_bf16',
+           'pick_precision', 'STRATEGIES', 'parse_strategy', 'POSTPROCESS_KEYS', 'check_postprocess',
+           'apply_postprocess', 'describe_postprocess', 'postprocess_from_options', 'TTA_VIEWS', 'TTA_CHOICES',
+           'INFERENCE_SETTINGS', 'INFERENCE_SCHEMA_VERSION', 'save_inference_settings', 'read_inference_settings']
 
-# %% ../nbs/08_generator.ipynb #67b4bd07
-def pick_device(device='auto')->torch.device:
-    "The torch device for `device`: 'auto' picks CUDA, then Apple MPS, then the CPU."
-    if isinstance(device, torch.device): return device
-    if device in (None, 'auto'):
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        return torch.device('cpu')
-    try: dev = torch.device(device)
-    except RuntimeError as e: raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from e
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
-    if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ValueError(f"device={device!r} but MPS is not available here: use 'auto' or 'cpu'")
-    return dev
-
-# %% ../nbs/08_generator.ipynb #cdfdbdae
-def cpu_has_bf16()->bool:
-    "Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX)."
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception: pass
-    try: cap = torch.backends.cpu.get_cpu_capability()
-    except Exception: cap = ''
-    if 'AMX' in cap or 'BF16' in cap: return True
-    try:
-        flags = Path('/proc/cpuinfo').read_text()
-        return ' avx512_bf16' in flags or ' amx_bf16' in flags
-    except OSError: return False
-
-# %% ../nbs/08_generator.ipynb #f5eea325
-def pick_precision(precision:str, device:torch.device)->str:
-    "'fp32' or 'bf16' for `precision` ('auto', 'fp32' or 'bf16') on `device`."
-    if precision not in ('auto', 'fp32', 'bf16'): raise ValueError(f"precision={precision!r}: use 'auto', 'fp32' or 'bf16'")
-    if precision != 'auto': return precision
-    if device.type == 'cpu': return 'bf16' if cpu_has_bf16() else 'fp32'
-    if device.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
-    return 'fp32'
-
-# %% ../nbs/08_generator.ipynb #e5bd633b
-STRATEGIES = {'whole': {}, 'tile': {'tile_size': 512, 'overlap': default_overlap(512), 'window': 'hann'}, 'downsample': {'max_dim': 1024}}
-
-def parse_strategy(
-    strategy:dict|str|None,  # {'name': ..., options}, a name, or None for automatic
-    image_shape:tuple|None=None, # (H, W, ...) of the image, to choose and check
-)->dict:
-    "`strategy` with defaults filled in and values checked; None picks `tile` for images larger than a tile, else `whole`."
-    if strategy is None:
-        t = STRATEGIES['tile']['tile_size']
-        big = image_shape is not None and min(image_shape[:2]) >= t and max(image_shape[:2]) > t
-        strategy = 'tile' if big else 'whole'
-    if isinstance(strategy, str): strategy = {'name': strategy}
-    if not isinstance(strategy, dict) or 'name' not in strategy:
-        raise ValueError(f"strategy must be a dict with a 'name' (one of {', '.join(STRATEGIES)}), got {strategy!r}")
-    name = strategy['name']
-    if name not in STRATEGIES: raise ValueError(f"Unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
-    s = {'name': name, **STRATEGIES[name], **{k: v for k, v in strategy.items() if k != 'name'}}
-    s = {k: int(v) if is_integer(v) else v for k, v in s.items()}   # numpy integers as Python's
-    unknown = set(s) - set(STRATEGIES[name]) - {'name'}
-    if unknown: raise ValueError(f"Strategy {name!r} has no option {', '.join(sorted(unknown))}; its options are {', '.join(STRATEGIES[name]) or 'none'}")
-    if name == 'tile':
-        if 'overlap' not in strategy and isinstance(s['tile_size'], int): s['overlap'] = default_overlap(s['tile_size'])
-        t, o = s['tile_size'], s['overlap']
-        if not isinstance(t, int) or t < 32 or t % 32:
-            raise ValueError(f"tile_size={t!r} must be a multiple of 32 (the network's stride), e.g. {max(32, round(t / 32) * 32) if isinstance(t, (int, float)) else 512}")
-        if not isinstance(o, int) or o < 0 or o >= t / 2:
-            raise ValueError(f"overlap={o!r} must be an integer in [0, tile_size/2) = [0, {t // 2}); e.g. {default_overlap(t)}")
-        if s['window'] not in BLEND_WINDOWS: raise ValueError(f"window={s['window']!r}: use one of {', '.join(BLEND_WINDOWS)}")
-    if name == 'downsample' and (not isinstance(s['max_dim'], int) or s['max_dim'] < 32):
-        raise ValueError(f"max_dim={s['max_dim']!r} must be an integer of at least 32, e.g. 1024")
-    return s
-
-# %% ../nbs/08_generator.ipynb #e02bc809
-TTA_VIEWS = (1, 4, 8)  # numbers of test-time views a `MaskGenerator` can average (see `_logits`)
-TTA_CHOICES = '1 (off), 4 (flips) or 8 (flips and transposes)'   # the same, in words for error messages
+# %% ../nbs/08_generator.ipynb #2af06a16
+_all_ = ['pick_device', 'cpu_has_bf16', 'pick_precision', 'STRATEGIES', 'parse_strategy', 'POSTPROCESS_KEYS', 'check_postprocess',
+         'apply_postprocess', 'describe_postprocess', 'postprocess_from_options', 'TTA_VIEWS', 'TTA_CHOICES', 'INFERENCE_SETTINGS',
+         'INFERENCE_SCHEMA_VERSION', 'save_inference_settings', 'read_inference_settings']
 
 # %% ../nbs/08_generator.ipynb #6e5cc4c4
 class MaskGenerator:
@@ -103,6 +41,7 @@ class MaskGenerator:
         tiles_per_batch:int|None=None,      # tiles per forward pass; default 1 on CPU, 8 on GPUs
         backend:str='torch',                # 'torch', or 'onnx' to run through ONNX Runtime (CPU; `maskgen[onnx]`)
         tta:int=1,                          # test-time augmentation: average 1 (off), 4 (flips) or 8 (flips and transposes) views
+        postprocess:dict|None=None,         # clean-up of every mask, e.g. {'min_size': 30, 'max_hole': 20} (see `check_postprocess`)
     ):
         if checkpoint_path is None:
             if not DEFAULT_WEIGHTS.exists():
@@ -112,6 +51,7 @@ class MaskGenerator:
         elif str(checkpoint_path).startswith(('http://', 'https://')):
             from maskgen.hub import download_weights
             checkpoint_path = download_weights(str(checkpoint_path), filename=Path(str(checkpoint_path)).name or 'best.pth')
+        self.postprocess = check_postprocess(postprocess)
         if backend not in ('torch', 'onnx'): raise ValueError(f"backend={backend!r}: use 'torch' or 'onnx'")
         if Path(checkpoint_path).suffix == '.onnx' or backend == 'onnx':
             from maskgen.export import load_onnx, export_onnx
@@ -142,9 +82,11 @@ class MaskGenerator:
         threshold:float|None=None, # calibrated threshold, used by threshold='auto'
         tiles_per_batch:int|None=None, # as in `MaskGenerator`
         tta:int=1,            # as in `MaskGenerator`
+        postprocess:dict|None=None, # as in `MaskGenerator`
     )->MaskGenerator:
         "A generator around an existing module, e.g. one you are training."
         self = cls.__new__(cls)
+        self.postprocess = check_postprocess(postprocess)
         self.info = dict(config=getattr(model, 'config', None), threshold=threshold, metadata={}, weights='given', path=None)
         self._setup(model, device, precision, tiles_per_batch, tta)
         return self
@@ -157,7 +99,8 @@ class MaskGenerator:
     def __repr__(self):
         src = Path(self.info['path']).name if self.info.get('path') else 'in-memory model'
         return (f"MaskGenerator({src}, {self.info['weights']} weights, {self.model!r}, device={self.device.type}, "
-                f"precision={self.precision}, threshold={self.threshold}{f', tta={self.tta}' if self.tta > 1 else ''})")
+                f"precision={self.precision}, threshold={self.threshold}{f', tta={self.tta}' if self.tta > 1 else ''}"
+                f"{f', postprocess={self.postprocess}' if self.postprocess else ''})")
 
 # %% ../nbs/08_generator.ipynb #1fae0191
 def _pad_to(x:torch.Tensor, multiple:int=32)->torch.Tensor:
@@ -215,10 +158,12 @@ def predict_probability(self:MaskGenerator,
     strategy:dict|str|None=None, # see `parse_strategy`
     channels=None,              # channel(s) to use from a multichannel stack
     progress=None,              # progress bar over tiles (True/False; None: when more than 16), or a callable(done, total)
-    out:np.ndarray|None=None,   # (H,W) float32 array to write into
+    out:np.ndarray|str|Path|None=None, # (H,W) float32 array to write into, or a .tif/.zarr path to write to strip by strip (returned)
     plane=None,                 # plane of a z-stack or time series, e.g. 3 or (t, z) (see `read_image`)
 )->np.ndarray:
     "Foreground probability (H,W) float32 of `image`."
+    from maskgen.large import is_lazy
+    if is_lazy(image) or isinstance(out, (str, os.PathLike)): return self._lazy_result(image, strategy, channels, progress, plane, out)
     img = read_image(image, channels, plane)
     return self._probability(img, parse_strategy(strategy, img.shape), progress, out)
 
@@ -303,14 +248,22 @@ def generate(self:MaskGenerator,
     channels=None,               # channel(s) to use from a multichannel stack
     progress=None,               # progress bar over tiles, or a callable(done, total) (see `predict_probability`)
     plane=None,                  # plane of a z-stack or time series, e.g. 3 or (t, z) (see `read_image`)
+    postprocess='auto',          # clean-up of the mask (see `check_postprocess`); 'auto': the generator's own, None: none
+    out:str|Path|None=None,      # a .tif or .zarr path: write the result there strip by strip and return the path
 ):
     "The mask of `image` as a PIL image (mode 'L', 0/255), or its probability map with `return_prob`."
     from PIL import Image
     thr = check_threshold(threshold, self)
+    pp = check_postprocess(postprocess, self.postprocess)
+    from maskgen.large import is_lazy
+    if is_lazy(image) or out is not None:   # read region by region (see `maskgen.large`)
+        if pp and out is not None and not return_prob: raise ValueError(LAZY_CLEAN_UP_ERROR)
+        res = self._lazy_result(image, strategy, channels, progress, plane, out, None if return_prob else thr)
+        return res if out is not None or return_prob else Image.fromarray(apply_postprocess(res, pp))
     img = read_image(image, channels, plane)
     s = parse_strategy(strategy, img.shape)
     if return_prob: return self._probability(img, s, progress)
-    return Image.fromarray(self._mask(img, s, thr, progress))
+    return Image.fromarray(apply_postprocess(self._mask(img, s, thr, progress), pp))
 
 @patch
 def _mask(self:MaskGenerator, img:np.ndarray, s:dict, thr:float, progress:bool|None=None)->np.ndarray:
@@ -340,30 +293,37 @@ def run_weights(
 def from_run(cls:MaskGenerator,
     run_dir:str|Path, # a training run folder (with best.safetensors), or the checkpoint file itself
     device='auto',    # 'auto', 'cpu', 'cuda', 'mps' or a torch.device
-    **kwargs,         # more options of `MaskGenerator` (precision, tiles_per_batch, …)
+    **kwargs,         # more options of `MaskGenerator` (precision, tiles_per_batch, postprocess, …)
 )->MaskGenerator:
-    "A `MaskGenerator` with a training run's best EMA weights, model config and calibrated threshold."
+    "A `MaskGenerator` with a training run's best EMA weights, model config, calibrated threshold and stored clean-up."
+    if Path(run_dir).expanduser().is_dir(): kwargs.setdefault('postprocess', read_inference_settings(run_dir)['postprocess'])
     return cls(run_weights(run_dir), device=device, **kwargs)
 
 # %% ../nbs/08_generator.ipynb #b60d6a3f
 @patch
 def generate_and_save(self:MaskGenerator,
     image,                       # path, PIL image or array
-    output_path:str|Path,        # where to write the mask (.png, .tif or .bmp); the folder is created
+    output_path:str|Path,        # where to write the mask (.png, .tif or .bmp; .zarr too for lazy images); the folder is created
     strategy:dict|str|None=None, # see `parse_strategy`
     threshold:float|str=0.5,     # see `generate`
     channels=None,               # channel(s) to use from a multichannel stack
     progress:bool|None=None,     # progress bar over tiles
     prob_path:str|Path|None=None, # also save the probability map here (.tif float32 or .png 8-bit)
     plane=None,                  # plane of a z-stack or time series, e.g. 3 or (t, z) (see `read_image`)
+    postprocess='auto',          # clean-up of the mask (see `check_postprocess`); 'auto': the generator's own, None: none
 ):
     "Generate the mask of `image`, write it to `output_path` atomically, and return it as a PIL image (mode 'L', 0/255)."
     from PIL import Image
+    from maskgen.large import is_lazy
+    if is_lazy(image) or Path(output_path).suffix.lower() == '.zarr':   # strip by strip; returns the path
+        if check_postprocess(postprocess, self.postprocess): raise ValueError(LAZY_CLEAN_UP_ERROR)
+        return self._save_lazy(image, output_path, strategy, check_threshold(threshold, self), channels, progress, prob_path, plane)
     output_path = check_output_suffix(output_path, 'mask')
     if prob_path is not None: check_output_suffix(prob_path, 'probability')
     folder = output_path.parent
     if folder.exists() and not os.access(folder, os.W_OK): raise PermissionError(f"Output folder {folder} is not writable: choose another output path")
     thr = check_threshold(threshold, self)
+    pp = check_postprocess(postprocess, self.postprocess)
     img = read_image(image, channels, plane)
     s = parse_strategy(strategy, img.shape)
     if prob_path is not None:
@@ -371,5 +331,75 @@ def generate_and_save(self:MaskGenerator,
         save_probability(prob, prob_path)
         mask = np.where(prob > thr, np.uint8(255), np.uint8(0))
     else: mask = self._mask(img, s, thr, progress)
+    mask = apply_postprocess(mask, pp)
     save_mask(mask, output_path)
     return Image.fromarray(mask)
+
+# %% ../nbs/08_generator.ipynb #f6ed707a
+LAZY_CLEAN_UP_ERROR = ("Clean-up (postprocess) works on the whole mask in memory, which a lazily read image is not given: "
+                       "pass postprocess=None, and clean the mask up afterwards if it fits in memory")
+
+@patch
+def _lazy_result(self:MaskGenerator, image, strategy, channels, progress, plane, out, thr=None):
+    "The probability map (`thr` None) or 0/255 mask of `image` read lazily: written to the path `out` (returned), into the array `out`, or returned."
+    from maskgen.large import open_lazy, lazy_intensity_range, save_strips
+    dtype = np.float32 if thr is None else np.uint8
+    img = open_lazy(image, channels, plane)
+    try:
+        s = parse_strategy(strategy, img.shape)
+        H, W = img.shape[:2]
+        if s['name'] == 'tile' and all(n >= t for n, t in zip((H, W), tile_extent(img.shape, s['tile_size']))):
+            strips = self._tile_strips(img, lazy_intensity_range(img), s, progress)
+        else: strips = iter([(0, H, self._probability(img.load(), s, progress))])   # the whole image at once: it must fit
+        if thr is not None: strips = ((r0, r1, np.where(p > thr, np.uint8(255), np.uint8(0))) for r0, r1, p in strips)
+        if isinstance(out, (str, os.PathLike)): return save_strips(strips, out, (H, W), dtype)
+        res = np.empty((H, W), dtype) if out is None else out
+        for r0, r1, p in strips: res[r0:r1] = p
+        return res
+    finally:
+        if img is not image: img.close()
+
+# %% ../nbs/08_generator.ipynb #0ae4038f
+@patch
+def _save_lazy(self:MaskGenerator, image, output_path, strategy, thr, channels, progress, prob_path, plane)->Path:
+    "`generate_and_save` for an image read lazily: the mask goes to `output_path` strip by strip (.tif, .zarr) or whole (.png, .bmp)."
+    from maskgen.large import LAZY_OUTPUT_SUFFIXES, open_lazy
+    output_path = Path(output_path)
+    if output_path.suffix.lower() not in LAZY_OUTPUT_SUFFIXES: check_output_suffix(output_path, 'mask')
+    folder = output_path.parent
+    if folder.exists() and not os.access(folder, os.W_OK): raise PermissionError(f"Output folder {folder} is not writable: choose another output path")
+    if prob_path is None: mask = self._lazy_result(image, strategy, channels, progress, plane, output_path if output_path.suffix.lower() in LAZY_OUTPUT_SUFFIXES else None, thr)
+    else:   # the probability map first, then the mask from it, strip by strip
+        with open_lazy(self._lazy_result(image, strategy, channels, progress, plane, prob_path)) as prob:
+            H, W = prob.shape[:2]
+            strips = ((r, min(H, r + 256), np.where(prob.read(r, r + 256)[..., 0] > thr, np.uint8(255), np.uint8(0))) for r in range(0, H, 256))
+            if output_path.suffix.lower() in LAZY_OUTPUT_SUFFIXES:
+                from maskgen.large import save_strips
+                return save_strips(strips, output_path, (H, W))
+            mask = np.concatenate([m for _, _, m in strips])
+    if isinstance(mask, np.ndarray): save_mask(mask, output_path)   # a PNG or BMP is encoded whole
+    return output_path
+
+# %% ../nbs/08_generator.ipynb #10c3639c
+@patch
+def region_probability(self:MaskGenerator,
+    image,                       # a lazy image (`maskgen.large.open_lazy`), a TIFF or zarr path, or an array
+    region:tuple,                # (row_start, row_end, col_start, col_end) of the map
+    strategy:dict|str|None=None, # a tile strategy (see `parse_strategy`); None: the default tiles
+    value_range:tuple|None=None, # intensity range of the whole image; None: `lazy_intensity_range` of it (reads a sample of all of it)
+    channels=None,               # channel(s) to use from a multichannel stack
+    plane=None,                  # plane of a z-stack or time series
+)->np.ndarray:
+    "Probability (float32) of `region` of `image`, exactly as in `predict_probability`'s tiled map of the whole image."
+    from maskgen.large import open_lazy, lazy_intensity_range, tiled_region_probability
+    img = open_lazy(image, channels, plane)
+    try:
+        s = parse_strategy(strategy or 'tile', img.shape)
+        th, tw = tile_extent(img.shape, s['tile_size']) if s['name'] == 'tile' else (0, 0)
+        if s['name'] != 'tile' or img.shape[0] < th or img.shape[1] < tw:
+            raise ValueError(f"region_probability needs the tile strategy on an image at least one tile large; got {s['name']!r} "
+                             f"for {img.shape[1]}x{img.shape[0]} px: use predict_probability")
+        vr = lazy_intensity_range(img) if value_range is None else value_range
+        return tiled_region_probability(img, vr, self._logits, region, (th, tw), s['overlap'], s['window'], self.tiles_per_batch)
+    finally:
+        if img is not image: img.close()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_hub.ipynb #b983607c
 from __future__ import annotations
-import hashlib, json, os, uuid
+import hashlib, os, uuid
 from pathlib import Path
 from . import __version__
 
@@ -40,8 +40,8 @@ def file_sha256(
     return h.hexdigest()
 
 # %% ../nbs/05_hub.ipynb #47c96895
-class ChecksumError(RuntimeError):
-    "A downloaded or cached file does not have the expected sha256."
+class ChecksumError(OSError, RuntimeError):
+    "A downloaded or cached file does not have the expected sha256 (an OSError, so the command line reports it as bad input: exit 2)."
 
 # %% ../nbs/05_hub.ipynb #bd295ef2
 def _check_sha256(sha256:str|None)->str|None:
@@ -132,9 +132,8 @@ def download_weights(
                                 "The download is corrupt or the file at that URL has changed; "
                                 f"the partial file was deleted. {_LOCAL_FILE_HINT}")
         os.replace(part, path)
-        source = json.dumps({'url': url, 'file': filename, 'sha256': actual}, indent=1)
-        from maskgen.io import atomic_write
-        atomic_write(folder/'source.json', lambda f: f.write(source.encode()))
+        from maskgen.files import write_json
+        write_json(folder/'source.json', {'url': url, 'file': filename, 'sha256': actual}, indent=1)
     finally:
         part.unlink(missing_ok=True)
         if folder.is_dir() and not any(folder.iterdir()): folder.rmdir()   # nothing came: leave no empty folder

@@ -11,7 +11,7 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from . import __version__
 from .model import Net
-from .generator import pick_device
+from .settings import pick_device
 from .checkpoint import save_safetensors
 from .recipe import (train_config, make_datasets, param_groups, segmentation_loss, make_loader, auto_num_workers, seed_everything,
                            epoch_seed, amp_settings, probability_histograms)

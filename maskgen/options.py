@@ -76,7 +76,7 @@ def strategy_from_options(
     window:str|None=None,    # --window
 )->dict|None:
     "The strategy dict of the CLI's options, checked by `parse_strategy` before any image is read; None for automatic."
-    from maskgen.generator import STRATEGIES, parse_strategy
+    from maskgen.settings import STRATEGIES, parse_strategy
     given = {'--tile-size': tile_size, '--overlap': overlap, '--window': window, '--max-dim': max_dim}
     given = {k: v for k, v in given.items() if v is not None}
     if strategy is None: strategy = 'downsample' if given.keys() == {'--max-dim'} else 'tile' if given else None
@@ -106,7 +106,7 @@ def check_model_options(
     tta:int=1,               # --tta
 ):
     "Raise a `UsageError` for model options that cannot work, before anything is loaded."
-    from maskgen.generator import TTA_VIEWS, TTA_CHOICES, pick_device
+    from maskgen.settings import TTA_VIEWS, TTA_CHOICES, pick_device
     if tta not in TTA_VIEWS: raise UsageError(f"--tta {tta}: use {TTA_CHOICES}")
     if from_run and weights: raise UsageError("Pass either --weights or --from-run, not both")
     try: pick_device(device)

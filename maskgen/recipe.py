@@ -14,7 +14,7 @@ from torch import nn, Tensor
 from .model import Net, GRN, ChannelNorm, NORMS
 from .data import MaskDataset, find_split
 from .metrics import dice_iou
-from .generator import cpu_has_bf16
+from .settings import cpu_has_bf16
 
 # %% auto #0
 __all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'is_int', 'is_number', 'train_config', 'seed_everything', 'seed_worker', 'rng_state',
@@ -38,7 +38,7 @@ TRAIN_KEYS = {  # required key: what it must be
     'epochs': "a positive integer, e.g. 100",
     'gradient_clip': "the gradient norm limit, a positive number, or null or 0 for none (the lab also calls it clip_grad)",
 }
-TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto')
+TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto', augment='basic', balance=False)
 
 # %% ../nbs/13_recipe.ipynb #188786df
 def is_int(x)->bool: return isinstance(x, int) and not isinstance(x, bool)
@@ -67,10 +67,14 @@ _CHECKS = {  # key: test of a valid value
     'tensorboard': lambda v: isinstance(v, bool),
     'compile': lambda v: isinstance(v, bool),
     'device': lambda v: isinstance(v, str) and (v in ('auto', 'cpu', 'cuda', 'mps') or v.startswith('cuda:')),
+    'augment': lambda v: v in ('basic', 'microscopy'),
+    'balance': lambda v: isinstance(v, bool),
 }
 _DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', jitter='a number in [0, 1], the strength of the random gamma, contrast and brightness of training crops (maskgen.data.jitter_intensity)', num_workers='"auto" or an integer >= 0',
                       amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile="true or false",
-                      device='"auto", "cpu", "cuda", "cuda:N" or "mps"')
+                      device='"auto", "cpu", "cuda", "cuda:N" or "mps"',
+                      augment='"basic" (flips, rotations, intensity jitter) or "microscopy" (also scale, stain, illumination, blur and noise; maskgen.augment.augment_microscopy)',
+                      balance='true (each group of training images, the file stem before "__", gets the same share of crops) or false')
 
 # %% ../nbs/13_recipe.ipynb #02f9c01e
 def train_config(
@@ -348,6 +352,7 @@ def make_datasets(
     cfg:dict,           # effective training config (`train_config`)
 )->tuple[MaskDataset, MaskDataset]:
     "The training and validation `MaskDataset`s of `data_root` for `cfg`."
-    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'])
+    train_ds = MaskDataset(find_split(data_root, 'train'), cfg['img_size'], cfg['crop_per_img'], train=True, seed=cfg['seed'], jitter=cfg['jitter'],
+                           augment=cfg['augment'], balance=cfg['balance'])
     val_ds = MaskDataset(find_split(data_root, 'val'), cfg['img_size'], cfg['crop_per_img'], train=False, seed=cfg['seed'])
     return train_ds, val_ds

@@ -4,11 +4,11 @@
 
 # %% ../nbs/11_synth.ipynb #61f6f126
 from __future__ import annotations
-import io, json, math
+import io, math
 from pathlib import Path
 from typing import Sequence
 import numpy as np
-from .io import atomic_write, save_mask, IMAGE_SUFFIXES
+from .files import atomic_write, save_mask, write_json, IMAGE_SUFFIXES
 
 # %% auto #0
 __all__ = ['KINDS', 'SYNTH_VERSION', 'FOREGROUND', 'HE_STAINS', 'SYNTH_OPTIONS', 'synth_image', 'sample_gallery', 'synth_batch',
@@ -693,5 +693,5 @@ def make_dataset(
                 kinds=list(kinds), counts={k: len(v) for k, v in files.items()}, size=list(shape), seed=seed,
                 bit_depth=bit_depth, rgb=rgb, options=options, foreground={k: FOREGROUND[k] for k in kinds},
                 mask_format='0/255 PNG, same stem as the image', files=files)
-    atomic_write(root / 'dataset.json', lambda f: f.write(json.dumps(info, indent=1, default=str).encode()))
+    write_json(root / 'dataset.json', info, indent=1)
     return root

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_train.ipynb #69b43146
 from __future__ import annotations
-import json, pickle, sys, time, warnings
+import json, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -427,8 +427,10 @@ def train_cli(
     epochs:int=None,                 # train this many epochs in all, instead of the config's (e.g. to continue a finished run)
     dry_run:bool=False,              # print the effective config and the data check, then exit without training
     no_wandb:bool=False,             # do not log to Weights & Biases
-):
+)->int:
     "Train the maskgen U-Net on a folder of images and masks; exit status 2 on a config, data or resume error."
+    from maskgen.files import UsageError
+    from maskgen.data import not_ready_error
     try:
         cfg = load_config_file(config) if config else None
         if cfg is None and resume and (dry_run or epochs is not None):
@@ -441,11 +443,11 @@ def train_cli(
             print(json.dumps(train_config(cfg), indent=2))
             report = preflight(data_root)
             print(report)
-            if not report.ok: sys.exit(2)
-            return
+            if not report.ok: raise not_ready_error(data_root)
+            return 0
         if cfg is None and not resume: raise ValueError("Pass --config cfg.json, or --resume RUN_FOLDER to continue a run")
         result = train(cfg, checkpoint_dir, data_root, resume_from=resume, use_wandb=not no_wandb, init_from=init_from)
-    except (ValueError, OSError, ImportError, RuntimeError, pickle.UnpicklingError) as e:
-        print(f"maskgen train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except RuntimeError as e:   # out of GPU memory, weights that do not fit the model, a damaged checkpoint: the run's input, not a bug
+        raise UsageError(str(e)) from e
     print(result)
+    return 0

@@ -11,37 +11,10 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from .io import list_images, read_image, to_display, mask_overlay, save_mask, IMAGE_SUFFIXES
+from .engine import clean_mask   # noqa: F401  (maskgen.widget.clean_mask as before)
 
 # %% auto #0
-__all__ = ['clean_mask', 'draw_stroke', 'preview_shape', 'shrink', 'MaskTool']
-
-# %% ../nbs/18_widget.ipynb #d7212db9
-def clean_mask(
-    mask:np.ndarray,   # (H,W) mask, nonzero is foreground
-    min_size:float=0,  # remove objects of fewer pixels than this (0: keep all)
-    max_hole:float=0,  # fill holes of fewer pixels than this (0: fill none)
-    opening:int=0,     # radius in pixels of a disk-shaped opening applied first (0: none)
-)->np.ndarray:
-    "`mask` as a bool array after an opening, removal of small objects and filling of small holes."
-    from scipy import ndimage
-    m = np.asarray(mask) > 0
-    if m.ndim != 2: raise ValueError(f"A mask must be 2-D, got shape {m.shape}")
-    if opening > 0:
-        r = int(round(opening))
-        yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
-        padded = np.pad(m, r, mode='edge')   # objects touching the border keep their border pixels
-        m = ndimage.binary_opening(padded, structure=xx * xx + yy * yy <= r * r)[r:-r, r:-r]
-    if min_size > 0:
-        lab, n = ndimage.label(m)
-        if n: m &= (np.bincount(lab.ravel()) >= min_size)[lab]
-    if max_hole > 0:
-        lab, n = ndimage.label(~m)
-        if n:
-            fill = np.bincount(lab.ravel()) < max_hole
-            fill[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = False
-            fill[0] = False
-            m |= fill[lab]
-    return m
+__all__ = ['draw_stroke', 'preview_shape', 'shrink', 'MaskTool']
 
 # %% ../nbs/18_widget.ipynb #25eb5a30
 def draw_stroke(
@@ -142,7 +115,7 @@ class MaskTool:
 # %% ../nbs/18_widget.ipynb #a0b6ca8d
 @patch
 def _build_widgets(self:MaskTool, w, ev):
-    "Create the widgets, lay them out and connect their callbacks."
+    "Create the widgets, lay them out and connect their callbacks (looked up when called, so methods patched on later are used)."
     from maskgen.generator import STRATEGIES
     L, n = w.Layout, len(self.paths)
     short = lambda: dict(layout=L(width='190px'), style=dict(description_width='80px'))   # a Layout per widget: hiding one hides all that share it
@@ -162,9 +135,10 @@ def _build_widgets(self:MaskTool, w, ev):
     cal = getattr(self.generator, 'threshold', None)
     self.use_calibrated = w.Checkbox(False, indent=False, disabled=cal is None,
                                      description=f'use calibrated threshold ({cal:.2f})' if cal is not None else 'no calibrated threshold')
-    self.min_size = w.BoundedIntText(0, min=0, max=10**9, description='remove <', tooltip='remove objects smaller than this (px)', **short())
-    self.max_hole = w.BoundedIntText(0, min=0, max=10**9, description='fill holes <', tooltip='fill holes smaller than this (px)', **short())
-    self.opening = w.IntSlider(0, min=0, max=15, description='opening', tooltip='radius (px) of a morphological opening', style=short()['style'])
+    pp = getattr(self.generator, 'postprocess', None) or {}   # a generator's own clean-up (e.g. a run's) is where the controls start
+    self.min_size = w.BoundedIntText(round(pp.get('min_size', 0)), min=0, max=10**9, description='remove <', tooltip='remove objects smaller than this (px)', **short())
+    self.max_hole = w.BoundedIntText(round(pp.get('max_hole', 0)), min=0, max=10**9, description='fill holes <', tooltip='fill holes smaller than this (px)', **short())
+    self.opening = w.IntSlider(min(15, pp.get('opening', 0)), min=0, max=15, description='opening', tooltip='radius (px) of a morphological opening', style=short()['style'])
     self.view = w.ToggleButtons(options=['overlay', 'mask', 'image', 'side by side'], value='overlay', style=dict(button_width='100px'), layout=keep())
     self.opacity = w.FloatSlider(0.4, min=0, max=1, step=0.05, description='opacity', readout_format='.2f', style=short()['style'])
     self.brush = w.ToggleButtons(options=['off', 'paint', 'erase'], value='off', tooltips=['look only', 'drag to add to the mask', 'drag to remove from the mask'],
@@ -200,21 +174,21 @@ def _build_widgets(self:MaskTool, w, ev):
     self.prev_button.on_click(g(lambda _: self.select(self.index - 1)))
     self.next_button.on_click(g(lambda _: self.select(self.index + 1)))
     self.picker.observe(g(lambda c: None if self._quiet or c.new is None else self.select(c.new)), 'value')
-    for c in (self.strategy_name, self.tile_size, self.overlap, self.max_dim): c.observe(g(self._strategy_changed), 'value')
+    for c in (self.strategy_name, self.tile_size, self.overlap, self.max_dim): c.observe(g(lambda c: self._strategy_changed(c)), 'value')
     self.run_button.on_click(g(lambda _: self.run()))
     for c in (self.threshold, self.min_size, self.max_hole, self.opening): c.observe(g(lambda _: self._quiet or self._remask()), 'value')
-    self.use_calibrated.observe(g(self._calibrated_changed), 'value')
+    self.use_calibrated.observe(g(lambda c: self._calibrated_changed(c)), 'value')
     for c in (self.view, self.opacity): c.observe(g(lambda _: self._redraw()), 'value')
     self.undo_button.on_click(g(lambda _: self.undo()))
     self.redo_button.on_click(g(lambda _: self.redo()))
     self.reset_button.on_click(g(lambda _: self.reset()))
-    self.save_button.on_click(g(self._save_clicked))
+    self.save_button.on_click(g(lambda b: self._save_clicked(b)))
     self.overwrite_button.on_click(g(lambda _: self.save(overwrite=True)))
     self.cancel_button.on_click(g(lambda _: self._confirm(None)))
     self._mouse_events = [   # presses unthrottled, moves throttled: a stroke joins the points it gets by straight segments
         ev.Event(source=self.preview, watched_events=['mousedown', 'mouseup', 'mouseleave', 'dragstart'], prevent_default_action=True),
         ev.Event(source=self.preview, watched_events=['mousemove'], wait=25, throttle_or_debounce='throttle', prevent_default_action=True)]
-    for e in self._mouse_events: e.on_dom_event(g(self._on_mouse))
+    for e in self._mouse_events: e.on_dom_event(g(lambda event: self._on_mouse(event)))
     self._show_strategy_options()
 
 # %% ../nbs/18_widget.ipynb #bd13ee7e
@@ -240,52 +214,6 @@ def _quietly(tool):
     old, tool._quiet = tool._quiet, True
     try: yield
     finally: tool._quiet = old
-
-# %% ../nbs/18_widget.ipynb #f4eda801
-@patch
-def select(self:MaskTool,
-    i:int|str,  # index into `tool.paths` (-1: the last image), or a file name
-)->None:
-    "Show image `i`, with its cached probabilities and its edits."
-    if isinstance(i, str):
-        names = [p.name for p in self.paths]
-        if i not in names: raise ValueError(f"{i!r} is not one of the images: {', '.join(names[:5])}{'…' if len(names) > 5 else ''}")
-        i = names.index(i)
-    n = len(self.paths)
-    if -n <= i < 0: i += n   # -1: the last image
-    if not 0 <= i < n: raise IndexError(f"Image {i} is out of range: there are {n} images (0..{n - 1})")
-    self._stroke, self.index, self.image = None, i, None
-    self._disp = self._small_prob = self._small_mask = self._overlay = self._full = None
-    self._confirm(None)
-    with _quietly(self): self.picker.value = i
-    self.prev_button.disabled, self.next_button.disabled = i == 0, i == n - 1
-    self._update_info()
-    self.preview.value = b''
-    self.image = read_image(self.paths[i], self.channels)   # may fail: the tool stays usable on the other images
-    H, W = self.image.shape[:2]
-    ph, pw = preview_shape(self.image.shape, self.preview_size)
-    self._scale = (W / pw, H / ph)
-    self._disp = shrink(to_display(self.image), (ph, pw))
-    self.brush_size.max = max(64, round(32 * max(self._scale)))
-    if not self._strategy_set: self._set_strategy(self.strategy_arg)
-    self._update_info(); self._update_edit_buttons()
-    if self.auto_run and self.probability is None: self.run()
-    else: self._set_probability(self.probability)
-    self.status.value = '' if self.probability is not None else 'Press <b>Run</b> to compute the mask.'
-
-@patch
-def _update_info(self:MaskTool):
-    "The file line: name, size, type, preview scale and where the mask goes."
-    p = self.paths[self.index]
-    parts = [f'<b>{html.escape(p.name)}</b>']
-    if self.image is not None:
-        H, W = self.image.shape[:2]
-        parts.append(f'{W} × {H} px, {self.image.dtype}')
-        if max(self._scale) > 1: parts.append(f'shown at 1/{max(self._scale):.1f}')
-    else: parts.append('not loaded')
-    mp = self.mask_path()
-    parts.append(f'mask → <code>{html.escape(str(mp))}</code>' + (' (exists)' if mp.exists() else ''))
-    self.info.value = ' · '.join(parts)
 
 # %% ../nbs/18_widget.ipynb #6b501f23
 @patch(as_prop=True)
@@ -333,39 +261,6 @@ def _strategy_changed(self:MaskTool, change=None):
     elif self.auto_run: self.run()
     else: self.status.value = 'Strategy changed: press <b>Run</b> to compute it.' + (' (Showing the previous result.)' if self.probability is not None else '')
 
-# %% ../nbs/18_widget.ipynb #4100aa40
-@patch
-def run(self:MaskTool)->np.ndarray:
-    "Predict (or take from the cache) the probabilities of the current image with the current strategy; return them."
-    if self.image is None: raise ValueError(f"{self.paths[self.index].name} could not be read, so there is nothing to run the model on: pick another image")
-    s = self.strategy
-    key = (self.index, _strategy_key(s))
-    if key in self._probs: self._probs.move_to_end(key)
-    else:
-        t0 = time.perf_counter()
-        self.status.value = f'Running strategy {s["name"]} …'
-        self._probs[key] = self._predict(s)
-        while len(self._probs) > self.cache_size: self._probs.popitem(last=False)
-        self.status.value = f'Strategy {s["name"]}: {time.perf_counter() - t0:.1f} s.'
-    self._shown[self.index] = key[1]
-    self._set_probability(self._probs[key])
-    return self._probs[key]
-
-@patch
-def _predict(self:MaskTool, s:dict)->np.ndarray:
-    "Probabilities of the current image with strategy `s`, counting tiles on the progress bar."
-    gen, img, bar = self.generator, self.image, self.progress
-    bar.value, bar.max, bar.layout.visibility = 0, 1, 'visible'
-    def step(done:int, total:int): bar.max, bar.value = total, min(total, done)
-    prob = np.asarray(gen.predict_probability(img, s, progress=step if s['name'] == 'tile' else False), np.float32)
-    bar.value, bar.layout.visibility = bar.max, 'hidden'
-    return prob
-@patch(as_prop=True)
-def probability(self:MaskTool)->np.ndarray|None:
-    "The (H,W) float32 probabilities shown for the current image, or None before it is run."
-    if self.index is None: return None
-    return self._probs.get((self.index, self._shown.get(self.index)))
-
 # %% ../nbs/18_widget.ipynb #782dbf80
 @patch
 def _set_probability(self:MaskTool, prob:np.ndarray|None):
@@ -401,21 +296,12 @@ def _remask(self:MaskTool):
     self._overlay = None
     self._redraw()
 
-# %% ../nbs/18_widget.ipynb #57b23127
-@patch(as_prop=True)
-def mask(self:MaskTool)->np.ndarray|None:
-    "The full-resolution (H,W) uint8 mask (0/255) of the current image: threshold, clean-up and edits; None before `run`."
-    prob = self.probability
-    if prob is None: return None
-    if self._full is None:
-        m = prob > self.threshold.value
-        if self.min_size.value or self.max_hole.value or self.opening.value:
-            m = clean_mask(m, self.min_size.value, self.max_hole.value, self.opening.value)
-        full = m.view(np.uint8) * np.uint8(255)
-        for kind, pts, radius in self._edits_now(): draw_stroke(full, pts, radius, 0 if kind == 'erase' else 255)
-        full.flags.writeable = False
-        self._full = full
-    return self._full
+@patch
+def _update_edit_buttons(self:MaskTool):
+    self.undo_button.disabled = not self._edits.get(self.index)
+    self.redo_button.disabled = not self._redo.get(self.index)
+    self.reset_button.disabled = not self._edits_now()
+
 
 # %% ../nbs/18_widget.ipynb #c4bb9c7c
 _GAP = 8   # pixels between the two halves of the side-by-side view
@@ -444,7 +330,144 @@ def _redraw(self:MaskTool, box=None):
     Image.fromarray(frame).save(buf, format='JPEG', quality=90)
     self.preview.value = buf.getvalue()
 
-# %% ../nbs/18_widget.ipynb #07b98725
+# %% ../nbs/18_widget.ipynb #6f3ddb20
+@patch
+def mask_path(self:MaskTool,
+    i:int|None=None,  # image index; None: the current image
+)->Path:
+    "Where the mask of image `i` is saved."
+    p = self.paths[self.index if i is None else i]
+    return (self.masks_dir if self.masks_dir is not None else p.parent / 'masks') / self.mask_name.format(stem=p.stem)
+
+@patch
+def _confirm(self:MaskTool, path:Path|None):
+    "Ask whether to overwrite `path`; None hides the question."
+    self.confirm_box.layout.display = 'none' if path is None else 'flex'
+    if path is not None: self.confirm_text.value = f'<b>{html.escape(path.name)}</b> exists in {html.escape(str(path.parent))}. Overwrite it?&nbsp;'
+
+# %% ../nbs/18_widget.ipynb #34ab1bf6
+@patch
+def __repr__(self:MaskTool):
+    p = self.paths[self.index]
+    size = 'unreadable' if self.image is None else '{1}x{0}'.format(*self.image.shape[:2])
+    m = self._small_mask
+    fg = 'not run' if m is None else f'{(m > 0).mean():.1%} foreground (preview)'
+    return (f"MaskTool(image {self.index + 1}/{len(self.paths)} {p.name} {size}, strategy {self.strategy_name.value}, "
+            f"threshold {self.threshold.value:.2f}, {len(self._edits_now())} strokes, mask {fg}, saves to {self.mask_path()})")
+
+@patch
+def _repr_mimebundle_(self:MaskTool, include=None, exclude=None):
+    "The widget for Jupyter front-ends, with a text fallback for those without widgets."
+    bundle = self.widget._repr_mimebundle_()
+    bundle['text/plain'] = (f"{self!r}\n(an interactive widget: open this notebook in JupyterLab 4 or Notebook 7 "
+                            "with `pip install 'maskgen[widget]'` to use it)")
+    return bundle
+
+# %% ../nbs/18_widget.ipynb #f4eda801
+@patch
+def select(self:MaskTool,
+    i:int|str,  # index into `tool.paths` (-1: the last image), or a file name
+)->None:
+    "Show image `i`, with its cached probabilities and its edits."
+    if isinstance(i, str):
+        names = [p.name for p in self.paths]
+        if i not in names: raise ValueError(f"{i!r} is not one of the images: {', '.join(names[:5])}{'…' if len(names) > 5 else ''}")
+        i = names.index(i)
+    n = len(self.paths)
+    if -n <= i < 0: i += n   # -1: the last image
+    if not 0 <= i < n: raise IndexError(f"Image {i} is out of range: there are {n} images (0..{n - 1})")
+    self._stroke, self.index, self.image = None, i, None
+    self._disp = self._small_prob = self._small_mask = self._overlay = self._full = None
+    self._confirm(None)
+    with _quietly(self): self.picker.value = i
+    self.prev_button.disabled, self.next_button.disabled = i == 0, i == n - 1
+    self._update_info()
+    self.preview.value = b''
+    self.image = read_image(self.paths[i], self.channels)   # may fail: the tool stays usable on the other images
+    H, W = self.image.shape[:2]
+    ph, pw = preview_shape(self.image.shape, self.preview_size)
+    self._scale = (W / pw, H / ph)
+    self._disp = shrink(to_display(self.image), (ph, pw))
+    self.brush_size.max = max(64, round(32 * max(self._scale)))
+    if not self._strategy_set: self._set_strategy(self.strategy_arg)
+    self._update_info(); self._update_edit_buttons()
+    if self.auto_run and self.probability is None: self.run()
+    else: self._set_probability(self.probability)
+    self.status.value = '' if self.probability is not None else 'Press <b>Run</b> to compute the mask.'
+
+@patch
+def _update_info(self:MaskTool):
+    "The file line: name, size, type, preview scale and where the mask goes."
+    p = self.paths[self.index]
+    parts = [f'<b>{html.escape(p.name)}</b>']
+    if self.image is not None:
+        H, W = self.image.shape[:2]
+        parts.append(f'{W} × {H} px, {self.image.dtype}')
+        if max(self._scale) > 1: parts.append(f'shown at 1/{max(self._scale):.1f}')
+    else: parts.append('not loaded')
+    mp = self.mask_path()
+    parts.append(f'mask → <code>{html.escape(str(mp))}</code>' + (' (exists)' if mp.exists() else ''))
+    self.info.value = ' · '.join(parts)
+
+@patch(as_prop=True)
+def probability(self:MaskTool)->np.ndarray|None:
+    "The (H,W) float32 probabilities shown for the current image, or None before it is run."
+    if self.index is None: return None
+    return self._probs.get((self.index, self._shown.get(self.index)))
+
+
+# %% ../nbs/18_widget.ipynb #705425fb
+@patch
+def run(self:MaskTool)->np.ndarray:
+    "Predict (or take from the cache) the probabilities of the current image with the current strategy; return them."
+    if self.image is None: raise ValueError(f"{self.paths[self.index].name} could not be read, so there is nothing to run the model on: pick another image")
+    s = self.strategy
+    key = (self.index, _strategy_key(s))
+    if key in self._probs: self._probs.move_to_end(key)
+    else:
+        t0 = time.perf_counter()
+        self.status.value = f'Running strategy {s["name"]} …'
+        self._probs[key] = self._predict(s)
+        while len(self._probs) > self.cache_size: self._probs.popitem(last=False)
+        self.status.value = f'Strategy {s["name"]}: {time.perf_counter() - t0:.1f} s.'
+    self._shown[self.index] = key[1]
+    self._set_probability(self._probs[key])
+    return self._probs[key]
+
+@patch
+def _predict(self:MaskTool, s:dict)->np.ndarray:
+    "Probabilities of the current image with strategy `s`, counting tiles on the progress bar."
+    gen, img, bar = self.generator, self.image, self.progress
+    bar.value, bar.max, bar.layout.visibility = 0, 1, 'visible'
+    def step(done:int, total:int): bar.max, bar.value = total, min(total, done)
+    prob = np.asarray(gen.predict_probability(img, s, progress=step if s['name'] == 'tile' else False), np.float32)
+    bar.value, bar.layout.visibility = bar.max, 'hidden'
+    return prob
+
+# %% ../nbs/18_widget.ipynb #57b23127
+@patch(as_prop=True)
+def mask(self:MaskTool)->np.ndarray|None:
+    "The full-resolution (H,W) uint8 mask (0/255) of the current image: threshold, clean-up and edits; None before `run`."
+    prob = self.probability
+    if prob is None: return None
+    if self._full is None:
+        m = prob > self.threshold.value
+        if self.min_size.value or self.max_hole.value or self.opening.value:
+            m = clean_mask(m, self.min_size.value, self.max_hole.value, self.opening.value)
+        full = m.view(np.uint8) * np.uint8(255)
+        for kind, pts, radius in self._edits_now(): draw_stroke(full, pts, radius, 0 if kind == 'erase' else 255)
+        full.flags.writeable = False
+        self._full = full
+    return self._full
+
+@patch(as_prop=True)
+def postprocess(self:MaskTool)->dict|None:
+    "The clean-up set in the controls, as `MaskGenerator.generate(postprocess=...)` takes it (None: none)."
+    from maskgen.generator import check_postprocess
+    return check_postprocess(dict(min_size=self.min_size.value, max_hole=self.max_hole.value, opening=self.opening.value))
+
+
+# %% ../nbs/18_widget.ipynb #a167784d
 @patch
 def paint(self:MaskTool,
     points,                   # (x, y) points along the stroke, in full-resolution pixels (x: column, y: row)
@@ -476,6 +499,60 @@ def _extend_stroke(self:MaskTool, point:tuple):
     pts.append(point)
     self._draw(kind, pts[-2:], radius)
 
+# %% ../nbs/18_widget.ipynb #78d1f3aa
+@patch
+def undo(self:MaskTool)->bool:
+    "Undo the last stroke (or reset) of the current image; False when there is nothing to undo."
+    edits = self._edits.get(self.index, [])
+    if not edits: return False
+    self._redo.setdefault(self.index, []).append(edits.pop())
+    self._stroke = None
+    self._remask(); self._update_edit_buttons()
+    return True
+
+@patch
+def redo(self:MaskTool)->bool:
+    "Redo the last undone stroke; False when there is nothing to redo."
+    undone = self._redo.get(self.index, [])
+    if not undone: return False
+    self._edits.setdefault(self.index, []).append(undone.pop())
+    self._remask(); self._update_edit_buttons()
+    return True
+
+@patch
+def reset(self:MaskTool)->None:
+    "Drop the current image's strokes: back to the model output (undoable)."
+    if self._edits_now():
+        self._edits[self.index].append(('reset', [], 0.0))
+        self._redo[self.index] = []
+    self._remask(); self._update_edit_buttons()
+
+# %% ../nbs/18_widget.ipynb #dac93279
+@patch
+def save(self:MaskTool,
+    overwrite:bool=False,  # replace an existing mask file
+)->Path:
+    "Write the current image's full-resolution mask to `mask_path()`, atomically; return the path."
+    m, path = self.mask, self.mask_path()
+    if m is None: raise ValueError(f"There is no mask of {self.paths[self.index].name} yet: run the model first (Run, or tool.run())")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists: call save(overwrite=True) to replace it (the Save button asks first)")
+    save_mask(m, path)
+    self._confirm(None)
+    self._update_info()
+    self.status.value = (f'Saved {m.shape[1]} × {m.shape[0]} mask ({(m > 0).mean():.1%} foreground) to '
+                         f'<code class="maskgen-saved">{html.escape(str(path))}</code>')
+    return path
+
+@patch
+def _save_clicked(self:MaskTool, _=None):
+    "Save, or ask first when the mask file exists."
+    path = self.mask_path()
+    if self.mask is None: raise ValueError(f"There is no mask of {self.paths[self.index].name} yet: press Run first")
+    if path.exists(): self._confirm(path)
+    else: self.save()
+
+# %% ../nbs/18_widget.ipynb #b3e34b31
 @patch
 def _event_point(self:MaskTool, event:dict)->tuple|None:
     "Full-resolution (x, y) of a mouse event on the preview, or None outside the image."
@@ -505,94 +582,3 @@ def _on_mouse(self:MaskTool, event:dict):
         self.paint([pt], erase=self.brush.value == 'erase')
         self._stroke = self.index
     elif kind == 'mousemove' and self._stroke == self.index: self._extend_stroke(pt)
-
-# %% ../nbs/18_widget.ipynb #78d1f3aa
-@patch
-def undo(self:MaskTool)->bool:
-    "Undo the last stroke (or reset) of the current image; False when there is nothing to undo."
-    edits = self._edits.get(self.index, [])
-    if not edits: return False
-    self._redo.setdefault(self.index, []).append(edits.pop())
-    self._stroke = None
-    self._remask(); self._update_edit_buttons()
-    return True
-
-@patch
-def redo(self:MaskTool)->bool:
-    "Redo the last undone stroke; False when there is nothing to redo."
-    undone = self._redo.get(self.index, [])
-    if not undone: return False
-    self._edits.setdefault(self.index, []).append(undone.pop())
-    self._remask(); self._update_edit_buttons()
-    return True
-
-@patch
-def reset(self:MaskTool)->None:
-    "Drop the current image's strokes: back to the model output (undoable)."
-    if self._edits_now():
-        self._edits[self.index].append(('reset', [], 0.0))
-        self._redo[self.index] = []
-    self._remask(); self._update_edit_buttons()
-
-@patch
-def _update_edit_buttons(self:MaskTool):
-    self.undo_button.disabled = not self._edits.get(self.index)
-    self.redo_button.disabled = not self._redo.get(self.index)
-    self.reset_button.disabled = not self._edits_now()
-
-# %% ../nbs/18_widget.ipynb #e1b70265
-@patch
-def mask_path(self:MaskTool,
-    i:int|None=None,  # image index; None: the current image
-)->Path:
-    "Where the mask of image `i` is saved."
-    p = self.paths[self.index if i is None else i]
-    return (self.masks_dir if self.masks_dir is not None else p.parent / 'masks') / self.mask_name.format(stem=p.stem)
-
-@patch
-def save(self:MaskTool,
-    overwrite:bool=False,  # replace an existing mask file
-)->Path:
-    "Write the current image's full-resolution mask to `mask_path()`, atomically; return the path."
-    m, path = self.mask, self.mask_path()
-    if m is None: raise ValueError(f"There is no mask of {self.paths[self.index].name} yet: run the model first (Run, or tool.run())")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists: call save(overwrite=True) to replace it (the Save button asks first)")
-    save_mask(m, path)
-    self._confirm(None)
-    self._update_info()
-    self.status.value = (f'Saved {m.shape[1]} × {m.shape[0]} mask ({(m > 0).mean():.1%} foreground) to '
-                         f'<code class="maskgen-saved">{html.escape(str(path))}</code>')
-    return path
-
-@patch
-def _confirm(self:MaskTool, path:Path|None):
-    "Ask whether to overwrite `path`; None hides the question."
-    self.confirm_box.layout.display = 'none' if path is None else 'flex'
-    if path is not None: self.confirm_text.value = f'<b>{html.escape(path.name)}</b> exists in {html.escape(str(path.parent))}. Overwrite it?&nbsp;'
-
-@patch
-def _save_clicked(self:MaskTool, _=None):
-    "Save, or ask first when the mask file exists."
-    path = self.mask_path()
-    if self.mask is None: raise ValueError(f"There is no mask of {self.paths[self.index].name} yet: press Run first")
-    if path.exists(): self._confirm(path)
-    else: self.save()
-
-# %% ../nbs/18_widget.ipynb #34ab1bf6
-@patch
-def __repr__(self:MaskTool):
-    p = self.paths[self.index]
-    size = 'unreadable' if self.image is None else '{1}x{0}'.format(*self.image.shape[:2])
-    m = self._small_mask
-    fg = 'not run' if m is None else f'{(m > 0).mean():.1%} foreground (preview)'
-    return (f"MaskTool(image {self.index + 1}/{len(self.paths)} {p.name} {size}, strategy {self.strategy_name.value}, "
-            f"threshold {self.threshold.value:.2f}, {len(self._edits_now())} strokes, mask {fg}, saves to {self.mask_path()})")
-
-@patch
-def _repr_mimebundle_(self:MaskTool, include=None, exclude=None):
-    "The widget for Jupyter front-ends, with a text fallback for those without widgets."
-    bundle = self.widget._repr_mimebundle_()
-    bundle['text/plain'] = (f"{self!r}\n(an interactive widget: open this notebook in JupyterLab 4 or Notebook 7 "
-                            "with `pip install 'maskgen[widget]'` to use it)")
-    return bundle

@@ -281,3 +281,59 @@ def test_symlink_loop_in_the_inputs_is_named(tmp_path, tiny_weights):
     (tmp_path / 'loop').symlink_to(tmp_path / 'loop')
     r = run_maskgen('predict', tmp_path / 'loop', '-o', tmp_path / 'm', '--weights', tiny_weights)
     assert r.returncode == 2 and 'loop is a symbolic link loop' in error_line(r)
+
+
+# issue 15, item 4: every command exits the same way ------------------------------------------------------------------------
+
+TINY_TRAIN = dict(channels=8, layers=[1, 1, 1, 1], stochastic_depth=0.0, ema=0.9, img_size=32, crop_per_img=1, batch_size=2,
+                  lr=1e-3, weight_decay=0.0, warmup_epoch=0, scheduler_params={'T-max': 1}, epochs=1, gradient_clip=1.0,
+                  num_workers=0, amp='off', seed=0)
+
+
+def training_folder(root, n=2):
+    "A data folder of `n` train and `n` val pairs of 48x48 grayscale images and masks."
+    for k, split in enumerate(('train', 'val')):
+        for i in range(n):
+            gray(root / split / 'images' / f'{split}{i}.png', 48, 48, seed=k * n + i)   # no image in both splits
+            m = np.zeros((48, 48), np.uint8); m[8:30, 10 + i:34] = 255
+            (root / split / 'masks').mkdir(parents=True, exist_ok=True)
+            Image.fromarray(m).save(root / split / 'masks' / f'{split}{i}.png')
+    return root
+
+
+def test_train_and_preflight_exit_like_every_command(tmp_path):
+    "maskgen train and preflight used to call sys.exit themselves; now `main` gives 0, or 2 with one `error:` line, as for predict."
+    data = training_folder(tmp_path / 'data')
+    cfg = tmp_path / 'cfg.json'
+    cfg.write_text(json.dumps(TINY_TRAIN))
+    r = run_maskgen('train', '--config', cfg, '--data-root', data, '--dry-run', env=ENV)
+    assert r.returncode == 0 and 'ready to train' in r.stdout and r.stderr == '', r.stderr
+    r = run_maskgen('preflight', data, env=ENV)
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    r = run_maskgen('train', '--data-root', data, env=ENV)    # usage: no config
+    assert r.returncode == 2 and error_line(r, 'train') == ('maskgen train: error: Pass --config cfg.json, or --resume RUN_FOLDER '
+                                                             'to continue a run')
+    r = run_maskgen('train', '--config', tmp_path / 'nope.json', '--data-root', data, env=ENV)   # bad input: a missing file
+    assert r.returncode == 2 and f'Config file {tmp_path / "nope.json"} does not exist' in error_line(r, 'train')
+    (tmp_path / 'cut.json').write_text('{"channels": 8,')
+    r = run_maskgen('train', '--config', tmp_path / 'cut.json', '--data-root', data, env=ENV)
+    assert r.returncode == 2 and 'cut.json is not valid JSON' in error_line(r, 'train')
+    (data / 'val' / 'masks' / 'val1.png').unlink()                                           # bad input: the data has an error
+    for args, command in [(['train', '--config', cfg, '--data-root', data, '--dry-run'], 'train'), (['preflight', data], 'preflight')]:
+        r = run_maskgen(*args, env=ENV)
+        assert r.returncode == 2 and 'NOT ready to train' in r.stdout and 'MISSING_MASK' in r.stdout
+        assert f'{data} is not ready to train: fix the errors its preflight report lists' in error_line(r, command)
+
+
+def test_a_training_runtime_error_is_a_one_line_usage_error(tmp_path, monkeypatch, capsys):
+    "Out of GPU memory (a RuntimeError raised while training) is the run's input, not a bug: status 2 and one line, as before."
+    import maskgen.cli as cli, maskgen.train as mtrain
+    data = training_folder(tmp_path / 'data')
+    cfg = tmp_path / 'cfg.json'
+    cfg.write_text(json.dumps(TINY_TRAIN))
+    def out_of_memory(*args, **kwargs): raise RuntimeError("Out of GPU memory while training with batch_size=2 and img_size=32.\nLower batch_size")
+    monkeypatch.setattr(mtrain, 'train', out_of_memory)
+    monkeypatch.delenv('MASKGEN_DEBUG', raising=False)
+    assert cli.main(['train', '--config', str(cfg), '--data-root', str(data), '--no-wandb']) == 2
+    assert capsys.readouterr().err.splitlines() == ['maskgen train: error: Out of GPU memory while training with batch_size=2 and '
+                                                    'img_size=32. Lower batch_size']

@@ -93,5 +93,54 @@ def test_info_and_help():
     assert r.returncode == 0 and 'torch' in r.stdout and 'default_model' in r.stdout
     r = run_maskgen('predict', '--help')
     assert r.returncode == 0 and '--tile-size' in r.stdout and 'replace masks that exist' in r.stdout
+    assert '--min-size' in r.stdout and '--fill-holes' in r.stdout and '--opening' in r.stdout   # the clean-up options
     r = run_maskgen()
     assert r.returncode == 0 and 'predict' in r.stdout
+
+
+def _generator_masks(folder, weights, postprocess, strategy=None):
+    "The masks `MaskGenerator.generate` makes of each image in `folder`, by file stem."
+    from maskgen.generator import MaskGenerator
+    gen = MaskGenerator(weights, device='cpu')
+    return {f.stem: np.asarray(gen.generate(f, strategy, postprocess=postprocess)) for f in sorted(folder.iterdir())}
+
+
+def test_predict_clean_up_options(tmp_path, image_folder, tiny_weights):
+    "--min-size/--fill-holes/--opening give the generator's cleaned masks, whole or tiled, and the summary says which clean-up."
+    clean_up = {'min_size': 40, 'max_hole': 40, 'opening': 1}
+    raw = _generator_masks(image_folder, tiny_weights, None)
+    expected = _generator_masks(image_folder, tiny_weights, clean_up)
+    assert any((raw[s] != expected[s]).any() for s in raw)   # the clean-up changes these masks
+    for name, args in (('whole', ['--strategy', 'whole']), ('tile', ['--tile-size', '64', '--overlap', '16'])):
+        out = tmp_path / name
+        r = run_maskgen('predict', image_folder, '-o', out, '--weights', tiny_weights, '--quiet',
+                        '--min-size', '40', '--fill-holes', '40', '--opening', '1', *args)
+        assert r.returncode == 0, r.stderr
+        assert '(clean-up min_size 40, max_hole 40, opening 1)' in r.stdout
+        got = {p.name[:-len('_mask.png')]: np.asarray(Image.open(p)) for p in out.iterdir()}
+        if name == 'whole': assert all((got[s] == expected[s]).all() for s in expected)
+        else:   # tiled: the generator's tiled raw mask, cleaned as a whole
+            tiled = _generator_masks(image_folder, tiny_weights, clean_up, {'name': 'tile', 'tile_size': 64, 'overlap': 16})
+            assert all((got[s] == tiled[s]).all() for s in tiled)
+
+
+def test_predict_from_run_applies_its_stored_clean_up(tmp_path, image_folder, tiny_weights):
+    from maskgen.generator import save_inference_settings
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'best.safetensors').write_bytes(tiny_weights.read_bytes())
+    save_inference_settings(run, {'min_size': 40, 'max_hole': 40})
+    r = run_maskgen('predict', image_folder, '-o', tmp_path / 'stored', '--from-run', run, '--quiet', '--strategy', 'whole')
+    assert r.returncode == 0 and '(clean-up min_size 40, max_hole 40)' in r.stdout, r.stderr
+    expected = _generator_masks(image_folder, tiny_weights, {'min_size': 40, 'max_hole': 40})
+    assert all((np.asarray(Image.open(tmp_path / 'stored' / f'{s}_mask.png')) == m).all() for s, m in expected.items())
+    r = run_maskgen('predict', image_folder, '-o', tmp_path / 'off', '--from-run', run, '--quiet', '--strategy', 'whole', '--min-size', '0')
+    assert r.returncode == 0 and 'clean-up' not in r.stdout, r.stderr     # an option given replaces the run's clean-up
+    raw = _generator_masks(image_folder, tiny_weights, None)
+    assert all((np.asarray(Image.open(tmp_path / 'off' / f'{s}_mask.png')) == m).all() for s, m in raw.items())
+
+
+def test_predict_bad_clean_up_values_are_one_line(tmp_path, image_folder, tiny_weights):
+    r = run_maskgen('predict', image_folder, '-o', tmp_path / 'm', '--weights', tiny_weights, '--min-size', '-3')
+    assert r.returncode == 2 and '--min-size -3.0: must be a number of pixels >= 0' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'm').exists()   # checked before anything is written or loaded

@@ -1,5 +1,6 @@
 "`maskgen eval` and `--from-run` as a user runs them: a run folder and a data folder in, JSON results out, mistakes caught first."
 import json, os, time
+from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
@@ -124,3 +125,29 @@ def test_min_dice_gate_sets_the_exit_status(tmp_path, data, run):
     assert r.returncode == 0 and 'maskgen eval: passed: pooled Dice' in r.stdout, r.stderr
     r = run_maskgen('eval', '--from-run', run.run_dir, '--data-root', data, '--min-dice', '1.5', env=ENV)
     assert r.returncode == 2 and '--min-dice 1.5' in r.stderr
+
+
+def test_eval_applies_and_records_the_clean_up(tmp_path, data, run):
+    "A run's stored clean-up is applied and recorded in summary.json; --min-size and friends replace it; bad values exit 2 in one line."
+    import shutil
+    from maskgen.generator import MaskGenerator, save_inference_settings
+    from maskgen.metrics import mask_metrics
+    from maskgen.data import read_mask
+    run_dir = Path(shutil.copytree(run.run_dir, tmp_path / 'run'))   # the shared run stays as it is
+    save_inference_settings(run_dir, {'min_size': 30, 'max_hole': 30})
+    out = tmp_path / 'eval'
+    r = run_maskgen('eval', '--from-run', run_dir, '--data-root', data, '-o', out, '--device', 'cpu', '--save-masks', env=ENV)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['postprocess'] == {'min_size': 30, 'max_hole': 30, 'opening': 0}
+    assert 'clean-up min_size 30, max_hole 30' in r.stdout
+    gen = MaskGenerator.from_run(run_dir, device='cpu')
+    changed = 0
+    for row in map(json.loads, (out / 'per_image.jsonl').read_text().splitlines()):   # scored on the generator's cleaned mask
+        expected = np.asarray(gen.generate(row['image'], threshold='auto')) > 0
+        assert (read_mask(row['prediction']) == expected).all()
+        changed += int((expected != (np.asarray(gen.generate(row['image'], threshold='auto', postprocess=None)) > 0)).any())
+        assert row['dice'] == pytest.approx(mask_metrics(read_mask(row['ground_truth']), expected)['dice'])
+    assert changed, 'the clean-up should change some mask of this run'
+    r = run_maskgen('eval', '--from-run', run_dir, '--data-root', data, '--device', 'cpu', '--fill-holes', '-1', env=ENV)
+    assert r.returncode == 2 and '--fill-holes -1.0: must be a number of pixels >= 0' in r.stderr and 'Traceback' not in r.stderr, r.stderr

@@ -1,10 +1,11 @@
-"Reading and writing under hostile conditions: concurrent writers, huge and odd image files, broken paths (maskgen.io)."
+"Reading and writing under hostile conditions: concurrent writers, huge and odd image files, broken paths (maskgen.io, maskgen.files)."
 import os, struct, subprocess, sys, textwrap, zlib
 from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
 import maskgen.io as mio
+import maskgen.files as mfiles
 from maskgen.io import (read_image, image_shape, remove_stale_temp_files, mask_file_ok, mask_file_problem,
                         save_mask, ImageTooLargeError)
 
@@ -108,17 +109,17 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
 
 
 def test_temporary_names_are_unique_and_say_their_writer(tmp_path):
-    names = {mio._temp_path(tmp_path / 'm.png').name for _ in range(1000)}
+    names = {mfiles._temp_path(tmp_path / 'm.png').name for _ in range(1000)}
     assert len(names) == 1000
-    m = mio._TEMP_NAME.fullmatch(names.pop())
-    assert m['name'] == 'm.png' and int(m['pid']) == os.getpid() and m['host'] == mio._HOST_TAG
+    m = mfiles._TEMP_NAME.fullmatch(names.pop())
+    assert m['name'] == 'm.png' and int(m['pid']) == os.getpid() and m['host'] == mfiles._HOST_TAG
 
 
 def test_stale_temporary_files_are_removed_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale = [f'.m.png.{dead_pid}.{mio._HOST_TAG}.00000001.tmp', '.old.png.0a1b2c3d.tmp']
-    live = [f'.m.png.{os.getpid()}.{mio._HOST_TAG}.00000002.tmp', '.m.png.99.ffffffff.00000003.tmp',   # ours; another host's
+    stale = [f'.m.png.{dead_pid}.{mfiles._HOST_TAG}.00000001.tmp', '.old.png.0a1b2c3d.tmp']
+    live = [f'.m.png.{os.getpid()}.{mfiles._HOST_TAG}.00000002.tmp', '.m.png.99.ffffffff.00000003.tmp',   # ours; another host's
             '.notes.txt.tmp', 'm.png']                                                                 # not ours at all
     for n in stale + live: (tmp_path / n).write_bytes(b'x')
     os.utime(tmp_path / stale[1], (0, 0))

@@ -1,15 +1,15 @@
-"`maskgen preflight` as a subprocess: exit status, JSON issue codes, options."
+"`maskgen preflight` as a subprocess: exit status, JSON issue codes, options; errors are one line from the `maskgen` dispatcher."
 import json, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
 
-RUN_PREFLIGHT = 'from maskgen.data import preflight_cli; preflight_cli()'
+RUN_PREFLIGHT = 'import sys; from maskgen.cli import main; sys.exit(main(["preflight", *sys.argv[1:]]))'
 
 
 def preflight(*args):
-    "Run the preflight CLI in a fresh interpreter, as the `maskgen` dispatcher would."
+    "Run `maskgen preflight` in a fresh interpreter, through the `maskgen` dispatcher as the console script does."
     return subprocess.run([sys.executable, '-c', RUN_PREFLIGHT, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
@@ -54,6 +54,7 @@ def broken_root(good_root):
 def test_good_dataset_exits_0(good_root):
     res = preflight(good_root)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stderr == ''
     assert 'ready to train' in res.stdout and 'NOT ready' not in res.stdout
 
 
@@ -77,6 +78,8 @@ def test_broken_dataset_exits_2_with_codes(broken_root):
 def test_text_report_names_files(broken_root):
     res = preflight(broken_root)
     assert res.returncode == 2
+    assert res.stderr.splitlines() == [f'maskgen preflight: error: {broken_root} is not ready to train: fix the errors its preflight '
+                                       f'report lists, then check again with `maskgen preflight {broken_root}`'], res.stderr
     assert res.stdout.startswith(f'Preflight of {broken_root}: NOT ready to train')
     assert 'MISSING_MASK' in res.stdout and 'train/images/nomask.png' in res.stdout
 
@@ -103,3 +106,4 @@ def test_help_and_usage_errors(tmp_path):
     assert res.returncode == 0 and 'data_root' in res.stdout and 'print the report as JSON' in res.stdout
     res = preflight()
     assert res.returncode == 2 and 'data_root' in res.stderr   # argparse: missing argument
+
