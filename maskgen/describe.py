@@ -28,6 +28,11 @@ def environment_info()->dict:
         from safetensors import safe_open
         with safe_open(str(DEFAULT_WEIGHTS), framework='pt') as f: meta = f.metadata() or {}
         model.update({k: meta[k] for k in ('name', 'version', 'config', 'threshold', 'license') if k in meta})
+        from maskgen.checkpoint import load_model
+        from maskgen.backend import cached_backend
+        from maskgen.settings import pick_precision
+        try: model['backend'] = cached_backend(load_model(DEFAULT_WEIGHTS)[0], precision=pick_precision('auto', torch.device('cpu')))
+        except Exception as e: model['backend'] = f"unknown ({type(e).__name__})"
     info['default_model'] = model
     from maskgen.hub import cache_dir
     info['cache_dir'] = str(cache_dir())

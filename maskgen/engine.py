@@ -14,8 +14,8 @@ from .pixels import normalize_tile
 from .model import Net
 
 # %% auto #0
-__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'default_overlap', 'blend_profile',
-           'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
+__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'balanced_tile', 'default_overlap',
+           'blend_profile', 'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -33,7 +33,9 @@ def fused_head(
     predict:nn.Sequential,   # `Net.decoder.predict`: [Upsample ×4, Block(C), Conv2d(C,1,1)]
     features:Tensor,         # (N,C,h,w) decoder features at stride 4
     precision:str='fp32',    # 'fp32', or 'bf16' for the channel expansion and GELU
-    chunk_pixels:int=1<<14,  # pixels per strip; bounds the working memory
+    chunk_pixels:int=1<<14,  # pixels per strip of upsampling and depthwise convolution; bounds the working memory
+    block_pixels:int=1<<12,  # pixels per block of the 4C-channel expansion, small enough to stay in the CPU's cache
+    cache_bytes:int=1<<26,   # keep the depthwise-conv output between passes when it fits in this many bytes (a 512² tile at 64 channels)
 )->Tensor:
     "Logits (N,1,4h,4w) of `predict(features)`, computed in strips of rows with the head's last layers folded together."
     _, blk, final = predict
@@ -46,30 +48,42 @@ def fused_head(
     a = wf @ pw2.weight.reshape(C, 4 * C)                           # final ∘ pw2, a (4C,) vector
     W1, b1 = pw1.weight.reshape(4 * C, C), pw1.bias
     cdt = torch.bfloat16 if precision == 'bf16' else features.dtype
+    out = features.new_empty(N, 1, H, W)
 
     def strip(r0, r1):
-        "Upsampled input `u` and depthwise-conv output `d` for output rows r0:r1."
+        "The residual's logits (N,P) and the depthwise-conv output (N,P,C), pixels first, for the P pixels of rows r0:r1."
         fa, fb = max(0, (r0 - 3) // 4 - 2), min(h, (r1 + 3) // 4 + 3)   # feature rows with enough margin
         u = F.interpolate(features[:, :, fa:fb], scale_factor=4, mode='bilinear', align_corners=False)
         lo, hi = max(0, r0 - 3), min(H, r1 + 3)
         u = u[:, :, lo - 4 * fa: hi - 4 * fa]
         d = F.conv2d(F.pad(u, (3, 3, 3 - (r0 - lo), 3 - (hi - r1))), dw.weight, groups=C)
-        return u[:, :, r0 - lo: r0 - lo + r1 - r0], d
+        res = u[:, :, r0 - lo: r0 - lo + r1 - r0].permute(0, 2, 3, 1).reshape(N, -1, C) @ wf   # the residual through the final conv
+        return res, d.permute(0, 2, 3, 1).reshape(N, -1, C)
+
+    kept = {} if N * C * H * W * features.element_size() <= cache_bytes else None
+    def strip_once(r0, r1):
+        "`strip(r0, r1)`, computed once per head when `cache_bytes` allows (the global-norm head reads it in three passes)."
+        if kept is None: return strip(r0, r1)
+        if (r0, r1) not in kept: kept[(r0, r1)] = strip(r0, r1)
+        return kept[(r0, r1)]
+
+    def blocks(n): return [(p, min(n, p + block_pixels)) for p in range(0, n, block_pixels)]
 
     if not isinstance(gn, nn.GroupNorm):   # norm='local': ChannelNorm and no GRN, so each pixel on its own, in one pass
         Wt, bt = (W1 * gn.weight[None]).t().to(cdt), (b1 + W1 @ gn.bias).to(cdt)
         const = wf @ pw2.bias + final.bias.reshape(())
-        out = features.new_empty(N, 1, H, W)
         for r0, r1 in strips:
-            u, d = strip(r0, r1)
+            res, d = strip(r0, r1)
             for i in range(N):
-                z = F.gelu(torch.addmm(bt, F.layer_norm(d[i].permute(1, 2, 0).reshape(-1, C), (C,), eps=gn.eps).to(cdt), Wt))
-                out[i, 0, r0:r1] = (z.float() @ a + u[i].permute(1, 2, 0).reshape(-1, C) @ wf + const).view(r1 - r0, W)
+                o = out[i, 0, r0:r1].view(-1)
+                for p0, p1 in blocks(d.shape[1]):
+                    z = F.gelu(torch.addmm(bt, F.layer_norm(d[i, p0:p1], (C,), eps=gn.eps).to(cdt), Wt))
+                    o[p0:p1] = z.float() @ a + res[i, p0:p1] + const
         return out
     # pass 1: GroupNorm(1, C) statistics of d, per sample
     stats = [[] for _ in range(N)]
     for r0, r1 in strips:
-        d = strip(r0, r1)[1].flatten(1)
+        d = strip_once(r0, r1)[1].reshape(N, -1)
         m = d.mean(1)
         m2 = (d - m[:, None]).pow(2).sum(1)
         for i, (mi, m2i) in enumerate(zip(m.tolist(), m2.tolist())): stats[i].append((mi, m2i, d.shape[1]))
@@ -82,24 +96,24 @@ def fused_head(
         bi = (b1 + W1 @ (gn.bias - scale * mean)).to(cdt)
         folded.append((Wi, bi))
     def expand(d, i):
-        "GELU of the folded expansion of sample `i` of strip `d`, as (pixels, 4C)."
+        "GELU of the folded expansion of the pixels `d` (P,C) of sample `i`, as (P,4C) floats."
         Wi, bi = folded[i]
-        return F.gelu(torch.addmm(bi, d[i].permute(1, 2, 0).reshape(-1, C).to(cdt), Wi))
+        return F.gelu(torch.addmm(bi, d.to(cdt), Wi)).float()
     # pass 2: GRN statistics, the L2 norm of each expanded channel
     sq = features.new_zeros(N, 4 * C)
     for r0, r1 in strips:
-        d = strip(r0, r1)[1]
-        for i in range(N): sq[i] += expand(d, i).float().pow(2).sum(0)
+        d = strip_once(r0, r1)[1]
+        for i in range(N):
+            for p0, p1 in blocks(d.shape[1]): sq[i] += expand(d[i, p0:p1], i).pow(2).sum(0)
     gx = sq.sqrt()
     const = wf @ (pw2.weight.reshape(C, 4 * C) @ grn.beta + pw2.bias) + final.bias.reshape(())
     v = a * (1 + grn.gamma * gx / (gx.mean(1, keepdim=True) + grn.eps))   # (N, 4C)
     # pass 3: the output, residual included
-    out = features.new_empty(N, 1, H, W)
     for r0, r1 in strips:
-        u, d = strip(r0, r1)
+        res, d = strip_once(r0, r1)
         for i in range(N):
-            o = expand(d, i).float() @ v[i] + u[i].permute(1, 2, 0).reshape(-1, C) @ wf + const
-            out[i, 0, r0:r1] = o.view(r1 - r0, W)
+            o = out[i, 0, r0:r1].view(-1)
+            for p0, p1 in blocks(d.shape[1]): o[p0:p1] = expand(d[i, p0:p1], i) @ v[i] + res[i, p0:p1] + const
     return out
 
 # %% ../nbs/04_engine.ipynb #cc3736b2
@@ -136,6 +150,18 @@ def tile_starts(
     stride = tile_size - overlap
     n = math.ceil((length - tile_size) / stride) + 1
     return [min(i * stride, length - tile_size) for i in range(n)]
+
+# %% ../nbs/04_engine.ipynb #9009a3f6
+def balanced_tile(
+    length:int,    # image height or width
+    tile_size:int, # the largest tile side
+    overlap:int,   # minimum overlap between neighbouring tiles
+    align:int=32,  # the side is a multiple of this (the network's stride)
+)->int:
+    "The smallest tile side, a multiple of `align` and at most `tile_size`, that covers `length` with as few tiles as `tile_size` does."
+    if length <= tile_size or tile_size % align or overlap >= tile_size: return tile_size
+    n = len(tile_starts(length, tile_size, overlap))
+    return min(tile_size, -(-(length + (n - 1) * overlap) // (n * align)) * align)
 
 # %% ../nbs/04_engine.ipynb #80ed0332
 def default_overlap(
@@ -192,7 +218,7 @@ def tiled_probability(
     image:np.ndarray,              # (H,W,3) image from `read_image`
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
     predict:Callable[[Tensor], Tensor], # (n,3,T,T) float tensor → (n,1,T,T) logits
-    tile_size:int|tuple=512,       # tile side, or (height, width), multiples of 32 for `Net`
+    tile_size:int|tuple=512,       # largest tile side, or (height, width), multiples of 32 for `Net` (see `balanced_tile`)
     overlap:int|None=None,         # overlap between neighbouring tiles; None for `default_overlap(tile_size)`
     window:str='hann',             # blend window, one of `BLEND_WINDOWS`
     tiles_per_batch:int=1,         # tiles per call of `predict`
@@ -203,6 +229,7 @@ def tiled_probability(
     if overlap is None: overlap = default_overlap(tile_size)
     th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
     H, W = image.shape[:2]
+    th, tw = balanced_tile(H, th, overlap), balanced_tile(W, tw, overlap)
     ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, th, tw, overlap, window)
     acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)

@@ -178,12 +178,20 @@ class OnnxNet(nn.Module):
         threads:int|None=None,   # intra-op threads; default `torch.get_num_threads()`
     ):
         super().__init__()
-        self.path, self.session = Path(path).expanduser(), ort_session(path, threads)
+        self.path, self.threads, self.session = Path(path).expanduser(), threads, ort_session(path, threads)
         inp = self.session.get_inputs()[0]
         self.input_name, self.input_shape = inp.name, inp.shape
         raw = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k: _decode(v) if k in JSON_METADATA else v for k, v in raw.items()}
         self.config, self.threshold = self.metadata.get('config'), self.metadata.get('threshold')
+
+    def __getstate__(self):
+        "Pickle without the ONNX Runtime session (it cannot be pickled); loading opens the file again."
+        return {**self.__dict__, 'session': None}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.session = ort_session(self.path, self.threads)
 
 # %% ../nbs/06_export.ipynb #8b3b4dab
 @patch

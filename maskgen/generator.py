@@ -13,6 +13,7 @@ from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
 from .engine import net_logits, tiled_probability
+from .backend import check_backend, pick_backend, onnx_twin
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
                               TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
@@ -39,7 +40,7 @@ class MaskGenerator:
         config:dict|None=None,              # expected model config; by default read from the checkpoint
         precision:str='auto',               # 'auto', 'fp32' or 'bf16'
         tiles_per_batch:int|None=None,      # tiles per forward pass; default 1 on CPU, 8 on GPUs
-        backend:str='torch',                # 'torch', or 'onnx' to run through ONNX Runtime (CPU; `maskgen[onnx]`)
+        backend:str='auto',                 # 'auto' (the faster engine here, measured once: `maskgen.backend.pick_backend`), 'torch' or 'onnx' (ONNX Runtime, CPU)
         tta:int=1,                          # test-time augmentation: average 1 (off), 4 (flips) or 8 (flips and transposes) views
         postprocess:dict|None=None,         # clean-up of every mask, e.g. {'min_size': 30, 'max_hole': 20} (see `check_postprocess`)
     ):
@@ -52,27 +53,40 @@ class MaskGenerator:
             from maskgen.hub import download_weights
             checkpoint_path = download_weights(str(checkpoint_path), filename=Path(str(checkpoint_path)).name or 'best.pth')
         self.postprocess = check_postprocess(postprocess)
-        if backend not in ('torch', 'onnx'): raise ValueError(f"backend={backend!r}: use 'torch' or 'onnx'")
-        if Path(checkpoint_path).suffix == '.onnx' or backend == 'onnx':
-            from maskgen.export import load_onnx, export_onnx
-            if Path(checkpoint_path).suffix != '.onnx':
-                from maskgen.hub import cache_dir
-                src = Path(checkpoint_path)
-                onnx_path = cache_dir('onnx') / f"{src.stem}-{src.stat().st_size}-{int(src.stat().st_mtime)}.onnx"
-                if not onnx_path.exists(): export_onnx(checkpoint_path, onnx_path)
-                checkpoint_path = onnx_path
+        check_backend(backend)
+        if Path(checkpoint_path).suffix == '.onnx':
+            from maskgen.export import load_onnx
             model, self.info = load_onnx(checkpoint_path)
-            device, precision = 'cpu', 'fp32'
+            device, precision, backend = 'cpu', 'fp32', 'torch'   # the model is an `OnnxNet` already
         else: model, self.info = load_model(checkpoint_path, use_ema=use_ema, config=config)
-        self._setup(model, device, precision, tiles_per_batch, tta)
+        self._setup(model, device, precision, tiles_per_batch, tta, backend)
+        if str(self.info.get('path') or '').endswith('.onnx'): self.backend = 'onnx'
 
-    def _setup(self, model, device, precision, tiles_per_batch, tta=1):
+    def _setup(self, model, device, precision, tiles_per_batch, tta=1, backend='torch'):
         if tta not in TTA_VIEWS: raise ValueError(f"tta={tta!r}: use {TTA_CHOICES}")
         self.tta = tta
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.precision = pick_precision(precision, self.device)
         self.tiles_per_batch = tiles_per_batch or (1 if self.device.type == 'cpu' else 8)
+        self.backend, self.backend_choice, self._onnx = 'torch', None, None
+        if check_backend(backend) == 'torch': return
+        if backend == 'auto': self.backend_choice = pick_backend(self.model, self.device, self.precision)
+        if backend == 'onnx' or self.backend_choice['backend'] == 'onnx':
+            if self.device.type != 'cpu': raise ValueError(f"backend='onnx' runs on the CPU; this generator is on {self.device.type}")
+            self._onnx, self.backend, self.precision = onnx_twin(self.model), 'onnx', 'fp32'
+
+    def __getstate__(self):
+        "Pickle (for Dask, multiprocessing) without the ONNX Runtime session, which cannot be pickled; it is rebuilt on loading."
+        state = self.__dict__.copy()
+        state['_onnx'] = None
+        state['_rebuild_onnx'] = self._onnx is not None
+        return state
+
+    def __setstate__(self, state):
+        rebuild = state.pop('_rebuild_onnx', False)
+        self.__dict__.update(state)
+        if rebuild: self._onnx = onnx_twin(self.model)
 
     @classmethod
     def from_model(cls,
@@ -83,12 +97,13 @@ class MaskGenerator:
         tiles_per_batch:int|None=None, # as in `MaskGenerator`
         tta:int=1,            # as in `MaskGenerator`
         postprocess:dict|None=None, # as in `MaskGenerator`
+        backend:str='torch',  # as in `MaskGenerator`; 'torch' by default, since a module being trained changes under it
     )->MaskGenerator:
         "A generator around an existing module, e.g. one you are training."
         self = cls.__new__(cls)
         self.postprocess = check_postprocess(postprocess)
         self.info = dict(config=getattr(model, 'config', None), threshold=threshold, metadata={}, weights='given', path=None)
-        self._setup(model, device, precision, tiles_per_batch, tta)
+        self._setup(model, device, precision, tiles_per_batch, tta, backend)
         return self
 
     @property
@@ -99,7 +114,7 @@ class MaskGenerator:
     def __repr__(self):
         src = Path(self.info['path']).name if self.info.get('path') else 'in-memory model'
         return (f"MaskGenerator({src}, {self.info['weights']} weights, {self.model!r}, device={self.device.type}, "
-                f"precision={self.precision}, threshold={self.threshold}{f', tta={self.tta}' if self.tta > 1 else ''}"
+                f"precision={self.precision}, backend={self.backend}, threshold={self.threshold}{f', tta={self.tta}' if self.tta > 1 else ''}"
                 f"{f', postprocess={self.postprocess}' if self.postprocess else ''})")
 
 # %% ../nbs/08_generator.ipynb #1fae0191
@@ -118,6 +133,7 @@ from fastcore.basics import patch
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
     "The model's logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
     with torch.inference_mode():
+        if self._onnx is not None: return self._onnx(x)
         try: return net_logits(self.model, x.to(self.device), self.precision)
         except torch.OutOfMemoryError:
             if self.device.type != 'cuda': raise
@@ -128,7 +144,7 @@ def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
                 warnings.warn(f"CUDA out of memory: retrying with {self.tiles_per_batch} tiles per batch")
                 return torch.cat([self._net_logits(x[:half]), self._net_logits(x[half:])])
             warnings.warn("CUDA out of memory even for one tile: continuing on the CPU (use a smaller tile_size to stay on the GPU)")
-            self._setup(self.model.cpu(), 'cpu', 'auto', 1, self.tta)
+            self._setup(self.model.cpu(), 'cpu', 'auto', 1, self.tta, 'torch')
             return net_logits(self.model, x.cpu(), self.precision)
 
 # %% ../nbs/08_generator.ipynb #5bc4a5fa
@@ -182,8 +198,8 @@ def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=
         small = F.interpolate(x, size=(max(1, round(H * scale)), max(1, round(W * scale))), mode='bilinear', antialias=True, align_corners=False)
         logits = self._logits(_pad_to(small))[..., :small.shape[-2], :small.shape[-1]].float().cpu()
         logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
-    else: logits = self._logits(_pad_to(x))[..., :H, :W].float().cpu()
-    out[:] = torch.sigmoid(logits)[0, 0].numpy()
+        out[:] = torch.sigmoid(logits)[0, 0].numpy()
+    else: out[:] = torch.sigmoid(self._logits(_pad_to(x)).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
     return out
 
 def tile_extent(
@@ -196,13 +212,14 @@ def tile_extent(
 @patch
 def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
     "Strips of the tiled prediction of `img`, with a progress bar when asked."
-    from maskgen.engine import tile_starts
+    from maskgen.engine import tile_starts, balanced_tile
     H, W = img.shape[:2]
     th, tw = tile_extent(img.shape, s['tile_size'])
     if H < th or W < tw:   # a side shorter than its tile: pad it as `_pad_to` pads a whole image, and crop the strips
         ph, pw = th - min(H, th), tw - min(W, tw)
         img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode='reflect' if ph < H and pw < W else 'edge')
-    n = len(tile_starts(img.shape[0], th, s['overlap'])) * len(tile_starts(img.shape[1], tw, s['overlap']))
+    bh, bw = balanced_tile(img.shape[0], th, s['overlap']), balanced_tile(img.shape[1], tw, s['overlap'])
+    n = len(tile_starts(img.shape[0], bh, s['overlap'])) * len(tile_starts(img.shape[1], bw, s['overlap']))
     bar, done = None, 0
     if progress is True or (progress is None and n > 16):
         from tqdm.auto import tqdm

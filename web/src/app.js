@@ -47,7 +47,7 @@ const handlers = {
     $('overlay').getContext('2d').clearRect(0, 0, width, height);
     $('stage').classList.add('has-image');
     const s = info.strategy;
-    const how = s.name === 'tile' ? `${info.tiles} tiles of ${s.tile_size} px (overlap ${s.overlap}, ${s.window} window)`
+    const how = s.name === 'tile' ? `${info.tiles} tiles of up to ${s.tile_size} px (overlap ${s.overlap}, ${s.window} window)`
                                   : 'the whole image at once';
     const range = info.range.map(v => +v.toPrecision(6)).join('–');
     $('info').textContent = `${current.name}: ${width}×${height}, ${info.description}; intensities ${range} map to −1…1; ${how}.`;

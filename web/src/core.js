@@ -1,7 +1,7 @@
 // The arithmetic of maskgen's Python inference, ported line by line so the page gives the Python package's masks:
 // intensity range and normalization (maskgen/io.py: intensity_range, normalize_tile), the default strategy
 // (maskgen/generator.py: parse_strategy(None, shape)), padding to a multiple of 32 (generator._pad_to), and the tiling
-// with its blend window (maskgen/engine.py: tile_starts, blend_profile, tiled_probability). The numbers these rules use
+// with its blend window (maskgen/engine.py: tile_starts, balanced_tile, blend_profile, tiled_probability). The numbers these rules use
 // (tile size, overlap, window, percentiles, ...) come from model.json, which web/build.py writes from the Python package.
 // Pure functions, no DOM: the worker runs them, and the page exposes them to the tests (window.maskgen.core).
 
@@ -13,6 +13,13 @@ export function tileStarts(length, tileSize, overlap) {
   const stride = tileSize - overlap;
   const n = Math.ceil((length - tileSize) / stride) + 1;
   return Array.from({length: n}, (_, i) => Math.min(i * stride, length - tileSize));
+}
+
+/** The smallest tile side, a multiple of `align` and at most `tileSize`, covering `length` with as few tiles (engine.balanced_tile). */
+export function balancedTile(length, tileSize, overlap, align = 32) {
+  if (length <= tileSize || tileSize % align || overlap >= tileSize) return tileSize;
+  const n = tileStarts(length, tileSize, overlap).length;
+  return Math.min(tileSize, Math.ceil((length + (n - 1) * overlap) / (n * align)) * align);
 }
 
 /** 1-D blend weights (float32, > 0) along one side of a tile (engine.blend_profile). */
@@ -54,7 +61,7 @@ export function defaultStrategy(height, width, settings) {
 export function tileCount(height, width, strategy) {
   if (strategy.name !== 'tile') return 1;
   const {tile_size: t, overlap: o} = strategy;
-  return tileStarts(height, t, o).length * tileStarts(width, t, o).length;
+  return tileStarts(height, balancedTile(height, t, o), o).length * tileStarts(width, balancedTile(width, t, o), o).length;
 }
 
 // numpy's default ('linear') percentile of a sorted sample given by `at(k)` (the k-th smallest of `n` values)
@@ -159,23 +166,24 @@ export async function probability(img, range, strategy, settings, predict, onTil
     return prob;
   }
   const {tile_size: T, overlap: o, window} = strategy;
-  const ys = tileStarts(H, T, o), xs = tileStarts(W, T, o);
-  const profY = ys.map(y => blendProfile(T, o, window, y > 0, y + T < H));
-  const profX = xs.map(x => blendProfile(T, o, window, x > 0, x + T < W));
+  const TH = balancedTile(H, T, o), TW = balancedTile(W, T, o);   // tiles spread evenly, as tiled_probability does
+  const ys = tileStarts(H, TH, o), xs = tileStarts(W, TW, o);
+  const profY = ys.map(y => blendProfile(TH, o, window, y > 0, y + TH < H));
+  const profX = xs.map(x => blendProfile(TW, o, window, x > 0, x + TW < W));
   const sumY = new Float32Array(H), sumX = new Float32Array(W);
-  ys.forEach((y, i) => { for (let k = 0; k < T; k++) sumY[y + k] += profY[i][k]; });
-  xs.forEach((x, i) => { for (let k = 0; k < T; k++) sumX[x + k] += profX[i][k]; });
-  const input = new Float32Array(3 * T * T), total = ys.length * xs.length;
+  ys.forEach((y, i) => { for (let k = 0; k < TH; k++) sumY[y + k] += profY[i][k]; });
+  xs.forEach((x, i) => { for (let k = 0; k < TW; k++) sumX[x + k] += profX[i][k]; });
+  const input = new Float32Array(3 * TH * TW), total = ys.length * xs.length;
   let done = 0;
   for (let iy = 0; iy < ys.length; iy++) {   // the same order as Python, so the float32 sums add up the same way
     const y = ys[iy], py = profY[iy];
     for (let ix = 0; ix < xs.length; ix++) {
       const x = xs[ix], px = profX[ix];
-      normalizeRegion(img, range, y, x, T, T, input);
-      const logits = await predict(input, T, T);
-      for (let i = 0; i < T; i++) {
+      normalizeRegion(img, range, y, x, TH, TW, input);
+      const logits = await predict(input, TH, TW);
+      for (let i = 0; i < TH; i++) {
         const row = (y + i) * W + x, wy = py[i];
-        for (let j = 0; j < T; j++) prob[row + j] += f32(f32(f32(sigmoid(logits[i * T + j])) * wy) * px[j]);
+        for (let j = 0; j < TW; j++) prob[row + j] += f32(f32(f32(sigmoid(logits[i * TW + j])) * wy) * px[j]);
       }
       onTile(++done, total);
     }
