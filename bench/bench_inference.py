@@ -158,13 +158,13 @@ def memory_probe(size, which, model_name):
             if line.startswith(key): return int(line.split()[1]) * 1024
     net = bench_model(which=model_name)
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    if which == 'maskgen':
+    if which.startswith('maskgen'):   # maskgen (backend='auto'), maskgen_torch or maskgen_onnx
         from maskgen.generator import MaskGenerator
-        gen = MaskGenerator.from_model(net, device='cpu', backend='auto')
+        gen = MaskGenerator.from_model(net, device='cpu', backend=which.partition('_')[2] or 'auto')
         gen.generate(image[:1024, :1024], STRATEGY)  # warm up allocators
         run = lambda: gen.generate(image, STRATEGY, progress=False)
     else:
-        model = lab_model(net, compiled=False)
+        model = lab_model(net, compiled=False)   # the compiled loop's memory differs little; its compile takes minutes
         lab_probability(model, image[:1024, :1024])
         run = lambda: lab_probability(model, image) > 0.5
     with open('/proc/self/clear_refs', 'w') as f: f.write('5')   # reset the peak RSS to the current RSS
@@ -186,6 +186,8 @@ def main():
     ap.add_argument('--skip-monai', action='store_true')
     ap.add_argument('--skip-lab-compiled', action='store_true', help='skip the compiled lab loop (its first call compiles for minutes)')
     ap.add_argument('--skip-memory', action='store_true')
+    ap.add_argument('--memory-backends', default='auto,torch', help="maskgen engines to probe for memory, of auto, torch, onnx")
+    ap.add_argument('--skip-lab-eager', action='store_true', help="skip the lab's loop without torch.compile")
     ap.add_argument('--skip-engines', action='store_true', help="skip timing each engine maskgen can pick (and their agreement) and the fresh-process probe")
     ap.add_argument('--cache', default=None, help='maskgen cache folder for this run (default: a fresh temporary one, so the cold start is measured)')
     ap.add_argument('--first-call-probe', action='store_true', help=argparse.SUPPRESS)
@@ -213,8 +215,9 @@ def main():
     gen, S['maskgen_setup_cold'] = run(lambda: MaskGenerator.from_model(copy.deepcopy(net).to(device), device=device, backend='auto'))
     res['backend'] = dict(picked=gen.backend, precision=gen.precision, measured=gen.backend_choice)
     _, S['maskgen_first_cold'] = run(lambda: gen.generate(image, STRATEGY, progress=False))
-    lab_eager = lab_model(net, compiled=False, device=device)
-    _, S['lab_eager_first'] = run(lambda: lab_probability(lab_eager, image, device=device))
+    if not args.skip_lab_eager:
+        lab_eager = lab_model(net, compiled=False, device=device)
+        _, S['lab_eager_first'] = run(lambda: lab_probability(lab_eager, image, device=device))
     if not args.skip_lab_compiled:
         lab = lab_model(net, compiled=True, device=device)
         _, S['lab_first'] = run(lambda: lab_probability(lab, image, device=device))
@@ -223,7 +226,7 @@ def main():
         _, S['monai_first'] = run(lambda: monai_probability(monai_net, image, device=device))
     # steady state: second calls, interleaved
     _, S['maskgen'] = run(lambda: gen.generate(image, STRATEGY, progress=False))
-    _, S['lab_eager'] = run(lambda: lab_probability(lab_eager, image, device=device))
+    if not args.skip_lab_eager: _, S['lab_eager'] = run(lambda: lab_probability(lab_eager, image, device=device))
     if not args.skip_lab_compiled: _, S['lab'] = run(lambda: lab_probability(lab, image, device=device))
     if not args.skip_monai: _, S['monai'] = run(lambda: monai_probability(monai_net, image, device=device))
     # every engine maskgen can pick, and the fp32 eager reference they must agree with
@@ -260,12 +263,15 @@ def main():
     res['ratios'] = ratios
     res['pixels_computed'] = dict(maskgen=None, lab=round(sum((y1 - y0 + (-(y1 - y0) % 32)) * (x1 - x0 + (-(x1 - x0) % 32))
                                                               for y0, y1, x0, x1 in lab_grid(*image.shape[:2], TILE, OVERLAP)) / 1e6, 2))
-    from maskgen.engine import tile_starts
-    res['pixels_computed']['maskgen'] = round(len(tile_starts(image.shape[0], TILE, OVERLAP)) * len(tile_starts(image.shape[1], TILE, OVERLAP)) * TILE * TILE / 1e6, 2)
+    from maskgen.engine import tile_starts, balanced_tile
+    th, tw = (balanced_tile(n, TILE, OVERLAP) for n in image.shape[:2])
+    res['pixels_computed']['maskgen'] = round(len(tile_starts(image.shape[0], th, OVERLAP)) * len(tile_starts(image.shape[1], tw, OVERLAP)) * th * tw / 1e6, 2)
+    res['pixels_computed']['maskgen_tiles'] = [th, tw]
     res['load_average'] = list(os.getloadavg())
     if not args.skip_memory and device.type == 'cpu':
         mem = {}
-        for size, which in [(args.memory_size, 'maskgen'), (args.lab_memory_size, 'lab_eager')]:
+        probes = [(args.memory_size, 'maskgen' if b == 'auto' else f'maskgen_{b}') for b in args.memory_backends.split(',')]
+        for size, which in probes + [(args.lab_memory_size, 'lab_eager')]:
             out = subprocess.run([sys.executable, __file__, '--memory-probe', str(size), which, '--model', args.model]
                                  + (['--threads', str(args.threads)] if args.threads else []), capture_output=True, text=True, env=os.environ)
             mem[f'{which}_{size}'] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {'error': out.stderr[-500:]}

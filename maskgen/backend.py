@@ -8,7 +8,7 @@ import hashlib, json, platform, time, warnings
 import torch
 from torch import nn
 from .files import write_json, read_json
-from .engine import net_logits, is_fusable
+from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
@@ -57,12 +57,12 @@ def onnx_twin(
     fingerprint:str|None=None, # `model_fingerprint(model)`, if known
     threads:int|None=None,     # ONNX Runtime threads; default `torch.get_num_threads()`
 ):
-    "An `OnnxNet` computing what `model` computes, exported once into the cache and reused."
+    "An `OnnxNet` computing what `model` computes (its head folded: `folded_net`), exported once into the cache and reused."
     from maskgen.export import export_onnx, load_onnx
-    path = cache_dir('onnx') / f"net-{(fingerprint or model_fingerprint(model))[:24]}.onnx"
+    path = cache_dir('onnx') / f"net-{(fingerprint or model_fingerprint(model))[:24]}-folded.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, path, check=False)
+        export_onnx(folded_net(model), path, check=False)
     return load_onnx(path, threads)[0]
 
 # %% ../nbs/07a_backend.ipynb #647b204b

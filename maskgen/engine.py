@@ -14,8 +14,8 @@ from .pixels import normalize_tile
 from .model import Net
 
 # %% auto #0
-__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'net_logits', 'tile_starts', 'balanced_tile', 'default_overlap',
-           'blend_profile', 'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
+__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits', 'tile_starts', 'balanced_tile',
+           'default_overlap', 'blend_profile', 'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -120,6 +120,45 @@ def fused_head(
 def is_fusable(model:nn.Module)->bool:
     "Whether `model` is a `Net` whose head `fused_head` can compute."
     return isinstance(model, Net) and isinstance(model.decoder.predict[2], nn.Conv2d) and model.decoder.predict[2].out_channels == 1
+
+# %% ../nbs/04_engine.ipynb #23375204
+class FoldedHead(nn.Module):
+    "`Net.decoder.predict` with the block's last 1×1 conv and the final 1×1 conv folded into one weighted channel sum: the same logits, half the work."
+    def __init__(self,
+        predict:nn.Sequential, # `Net.decoder.predict`: [Upsample ×4, Block(C), Conv2d(C,1,1)]
+    ):
+        super().__init__()
+        from maskgen.model import GRN
+        _, blk, final = predict
+        self.dw, self.norm, self.pw1, _, grn, pw2 = blk.block
+        C = final.weight.shape[1]
+        wf, W2 = final.weight.detach().reshape(C), pw2.weight.detach().reshape(C, 4 * C)
+        self.grn = grn if isinstance(grn, GRN) else None
+        beta = self.grn.beta.detach().reshape(-1) if self.grn is not None else torch.zeros(4 * C)
+        self.register_buffer('a', (wf @ W2).reshape(1, 4 * C, 1, 1))            # final ∘ pw2
+        self.register_buffer('wf', final.weight.detach().clone())                 # the residual through the final conv
+        self.register_buffer('const', (wf @ (W2 @ beta + pw2.bias.detach()) + final.bias.detach()).reshape(1, 1, 1, 1))
+
+    def forward(self, features:Tensor)->Tensor:
+        u = F.interpolate(features, scale_factor=4, mode='bilinear', align_corners=False)
+        z = F.gelu(self.pw1(self.norm(self.dw(u))))                               # (N,4C,H,W)
+        if self.grn is None: out = F.conv2d(z, self.a)
+        else:
+            N, K, H, W = z.shape
+            gx = torch.linalg.vector_norm(z, dim=(2, 3))                          # the GRN's statistics, (N,4C)
+            v = self.a.reshape(1, K) * (1 + self.grn.gamma.reshape(1, K) * gx / (gx.mean(1, keepdim=True) + self.grn.eps))
+            out = torch.bmm(v.unsqueeze(1), z.reshape(N, K, H * W)).reshape(N, 1, H, W)
+        return out + F.conv2d(u, self.wf) + self.const
+
+def folded_net(
+    net:Net, # a maskgen `Net` (see `is_fusable`)
+)->Net:
+    "A copy of `net` in eval mode whose head is a `FoldedHead`."
+    import copy
+    if not is_fusable(net): raise ValueError(f"folded_net needs a maskgen Net with a 1-channel head, got {type(net).__name__}")
+    out = copy.deepcopy(net).eval()
+    out.decoder.predict = FoldedHead(out.decoder.predict)
+    return out
 
 # %% ../nbs/04_engine.ipynb #f353e8e4
 def net_logits(

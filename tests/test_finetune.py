@@ -86,7 +86,7 @@ def test_fine_tune_default_model_beats_its_start_and_training_from_scratch(tmp_p
           'Dice:', [round(m['val_dice'], 4) for m in metrics])
     assert metrics[0]['val_loss'] == pytest.approx(val_loss_of(DEFAULT_WEIGHTS, data, {**FINE_TUNE, **result.report['init_from']['config']}), rel=1e-5)
     assert metrics[0]['val_dice'] > 0.8            # the embedded model already finds these nuclei: its weights were loaded
-    assert metrics[2]['val_loss'] < metrics[0]['val_loss']   # the default model (v6) has seen real BBBC039 nuclei, so it starts close: it still improves
+    assert metrics[2]['val_loss'] < metrics[0]['val_loss']   # the default model (v6 on) has seen real BBBC039 nuclei, so it starts close: it still improves
     assert metrics[2]['val_dice'] > metrics[0]['val_dice']
     assert result.report['init_from']['name'] == 'maskgen-default'
     # the same two epochs from random weights end far behind: the start is what the fine-tuning gains from
