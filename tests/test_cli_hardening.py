@@ -192,7 +192,8 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path, tiny_weights):
     out = tmp_path / 'masks'
     p = subprocess.Popen([sys.executable, '-c', 'import sys; from maskgen.cli import main; sys.exit(main())', 'predict', str(imgs),
                           '-o', str(out), '--weights', str(tiny_weights), '--quiet', '--tta', '8'],   # 8 views: slow enough to interrupt
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))   # as from a terminal, even when this runs in the background
     deadline = time.time() + 120
     while time.time() < deadline and (not out.exists() or not list(out.glob('*_mask.png'))): time.sleep(0.05)
     p.send_signal(signal.SIGINT)
