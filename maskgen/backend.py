@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_backend.ipynb #60b5e797
 from __future__ import annotations
-import hashlib, json, platform, time, warnings
+import functools, hashlib, json, platform, time, warnings
 import torch
 from torch import nn
 from .files import write_json, read_json
@@ -37,18 +37,22 @@ def model_fingerprint(
     return h.hexdigest()
 
 # %% ../nbs/07a_backend.ipynb #b6d8dd62
+@functools.cache
+def _cpu_name()->str:
+    "The CPU's model name (read once per process from /proc/cpuinfo where there is one)."
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
 def machine_key(
     device:torch.device, # where the model runs
 )->dict:
     "What a speed measurement depends on besides the model: CPU, threads and library versions."
     try: import onnxruntime; ort = onnxruntime.__version__
     except ImportError: ort = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
-    except OSError: pass
-    return dict(device=device.type, cpu=cpu, capability=torch.backends.cpu.get_cpu_capability(),
+    return dict(device=device.type, cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
                 threads=torch.get_num_threads(), torch=torch.__version__, onnxruntime=ort)
 
 # %% ../nbs/07a_backend.ipynb #bca38a11
