@@ -29,6 +29,13 @@ def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
     return mean, m2 / n
 
 # %% ../nbs/04_engine.ipynb #57c13e24
+def _fold_output(pw2:nn.Conv2d, final:nn.Conv2d, grn:nn.Module)->tuple[Tensor, Tensor, Tensor]:
+    "The head's output layers folded: the final conv's weights `wf` (C,), `a` = final ∘ pw2 (4C,), and the constant term (GRN's β included)."
+    C = final.weight.shape[1]
+    wf, W2 = final.weight.reshape(C), pw2.weight.reshape(C, 4 * C)
+    beta = grn.beta.reshape(-1) if hasattr(grn, 'beta') else torch.zeros(4 * C, dtype=W2.dtype, device=W2.device)
+    return wf, wf @ W2, wf @ (W2 @ beta + pw2.bias) + final.bias.reshape(())
+
 def fused_head(
     predict:nn.Sequential,   # `Net.decoder.predict`: [Upsample ×4, Block(C), Conv2d(C,1,1)]
     features:Tensor,         # (N,C,h,w) decoder features at stride 4
@@ -44,8 +51,7 @@ def fused_head(
     H, W = 4 * h, 4 * w
     rows = max(4, chunk_pixels // W)
     strips = [(r, min(H, r + rows)) for r in range(0, H, rows)]
-    wf = final.weight.reshape(C)
-    a = wf @ pw2.weight.reshape(C, 4 * C)                           # final ∘ pw2, a (4C,) vector
+    wf, a, const = _fold_output(pw2, final, grn)
     W1, b1 = pw1.weight.reshape(4 * C, C), pw1.bias
     cdt = torch.bfloat16 if precision == 'bf16' else features.dtype
     out = features.new_empty(N, 1, H, W)
@@ -71,7 +77,6 @@ def fused_head(
 
     if not isinstance(gn, nn.GroupNorm):   # norm='local': ChannelNorm and no GRN, so each pixel on its own, in one pass
         Wt, bt = (W1 * gn.weight[None]).t().to(cdt), (b1 + W1 @ gn.bias).to(cdt)
-        const = wf @ pw2.bias + final.bias.reshape(())
         for r0, r1 in strips:
             res, d = strip(r0, r1)
             for i in range(N):
@@ -106,7 +111,6 @@ def fused_head(
         for i in range(N):
             for p0, p1 in blocks(d.shape[1]): sq[i] += expand(d[i, p0:p1], i).pow(2).sum(0)
     gx = sq.sqrt()
-    const = wf @ (pw2.weight.reshape(C, 4 * C) @ grn.beta + pw2.bias) + final.bias.reshape(())
     v = a * (1 + grn.gamma * gx / (gx.mean(1, keepdim=True) + grn.eps))   # (N, 4C)
     # pass 3: the output, residual included
     for r0, r1 in strips:
@@ -131,13 +135,11 @@ class FoldedHead(nn.Module):
         from maskgen.model import GRN
         _, blk, final = predict
         self.dw, self.norm, self.pw1, _, grn, pw2 = blk.block
-        C = final.weight.shape[1]
-        wf, W2 = final.weight.detach().reshape(C), pw2.weight.detach().reshape(C, 4 * C)
         self.grn = grn if isinstance(grn, GRN) else None
-        beta = self.grn.beta.detach().reshape(-1) if self.grn is not None else torch.zeros(4 * C)
-        self.register_buffer('a', (wf @ W2).reshape(1, 4 * C, 1, 1))            # final ∘ pw2
+        with torch.no_grad(): _, a, const = _fold_output(pw2, final, grn)
+        self.register_buffer('a', a.reshape(1, -1, 1, 1))                         # final ∘ pw2
         self.register_buffer('wf', final.weight.detach().clone())                 # the residual through the final conv
-        self.register_buffer('const', (wf @ (W2 @ beta + pw2.bias.detach()) + final.bias.detach()).reshape(1, 1, 1, 1))
+        self.register_buffer('const', const.reshape(1, 1, 1, 1))
 
     def forward(self, features:Tensor)->Tensor:
         u = F.interpolate(features, scale_factor=4, mode='bilinear', align_corners=False)
