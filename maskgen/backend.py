@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_backend.ipynb #60b5e797
 from __future__ import annotations
-import functools, hashlib, json, platform, time, warnings
+import functools, hashlib, json, os, platform, time, warnings
 import torch
 from torch import nn
 from .files import write_json, read_json
@@ -12,8 +12,8 @@ from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
-__all__ = ['BACKENDS', 'ONNX_MARGIN', 'check_backend', 'model_fingerprint', 'machine_key', 'onnx_twin', 'seconds_per_call',
-           'pick_backend', 'cached_backend']
+__all__ = ['BACKENDS', 'ONNX_MARGIN', 'PIN_VARIABLE', 'check_backend', 'model_fingerprint', 'machine_key', 'onnx_twin',
+           'seconds_per_call', 'pinned_backend', 'pick_backend', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 BACKENDS = ('auto', 'torch', 'onnx')
@@ -86,6 +86,14 @@ def seconds_per_call(
 
 # %% ../nbs/07a_backend.ipynb #6e67b402
 ONNX_MARGIN = 1.1   # ONNX Runtime is picked only when it is at least 10% faster
+PIN_VARIABLE = 'MASKGEN_BACKEND'   # environment variable that pins the engine of backend='auto': 'torch' or 'onnx'
+
+def pinned_backend()->str|None:
+    "The engine `MASKGEN_BACKEND` pins ('torch' or 'onnx'), None when it is unset or empty."
+    pinned = os.environ.get(PIN_VARIABLE, '').strip().lower()
+    if pinned and pinned not in ('torch', 'onnx'):
+        raise ValueError(f"{PIN_VARIABLE}={pinned!r}: set it to 'torch' or 'onnx', or unset it to let maskgen measure which is faster")
+    return pinned or None
 
 def _cached_choice(fingerprint:str, device:torch.device, precision:str, size:int)->tuple:
     "(cache file, key, the cached choice or None) of a model fingerprint here; a file that cannot be read counts as none."
@@ -105,10 +113,13 @@ def pick_backend(
     refresh:bool=False,     # measure again even when a choice is cached
 )->dict:
     "The faster engine for `model` here: {'backend', 'seconds' per tile of each, 'cached', 'reason'}, measured once and cached."
+    pinned = pinned_backend()
+    if pinned == 'torch': return dict(backend='torch', seconds={}, cached=False, reason=f'{PIN_VARIABLE}=torch')
     if device.type != 'cpu': return dict(backend='torch', seconds={}, cached=False, reason=f"{device.type}: ONNX Runtime runs on the CPU only here")
     if not is_fusable(model): return dict(backend='torch', seconds={}, cached=False, reason='not a maskgen Net')
     try: import onnxruntime  # noqa: F401
     except ImportError: return dict(backend='torch', seconds={}, cached=False, reason='onnxruntime is not installed (pip install "maskgen[onnx]")')
+    if pinned == 'onnx': return dict(backend='onnx', seconds={}, cached=False, reason=f'{PIN_VARIABLE}=onnx')
     fp = model_fingerprint(model)
     path, key, found = _cached_choice(fp, device, precision, size)
     if found and not refresh: return {**found, 'cached': True}
@@ -133,6 +144,7 @@ def cached_backend(
 )->str:
     "One line on the engine `backend='auto'` picks for `model` here, from the cache only (never measures)."
     if device.type != 'cpu': return f"torch ({device.type})"
+    if pinned_backend(): return f"{pinned_backend()} (pinned by {PIN_VARIABLE})"
     found = _cached_choice(model_fingerprint(model), device, precision, size)[2]
     if not found: return "not measured yet on this machine (MaskGenerator measures it on first use)"
     secs = ', '.join(f"{k} {v:.3g} s" for k, v in found['seconds'].items())

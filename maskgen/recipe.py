@@ -17,10 +17,10 @@ from .metrics import dice_iou
 from .settings import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'is_int', 'is_number', 'train_config', 'seed_everything', 'seed_worker', 'rng_state',
-           'set_rng_state', 'auto_num_workers', 'epoch_seed', 'make_loader', 'param_groups', 'warmup_cosine',
-           'segmentation_loss', 'probability_histograms', 'amp_settings', 'TrainState', 'make_train_state',
-           'train_step', 'validate', 'make_datasets']
+__all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'COMPILE_MIN_STEPS', 'is_int', 'is_number', 'train_config', 'seed_everything',
+           'seed_worker', 'rng_state', 'set_rng_state', 'auto_num_workers', 'epoch_seed', 'make_loader', 'param_groups',
+           'warmup_cosine', 'segmentation_loss', 'probability_histograms', 'amp_settings', 'train_memory_format',
+           'use_compile', 'TrainState', 'make_train_state', 'train_step', 'validate', 'make_datasets']
 
 # %% ../nbs/13_recipe.ipynb #b90fffe8
 TRAIN_KEYS = {  # required key: what it must be
@@ -38,7 +38,7 @@ TRAIN_KEYS = {  # required key: what it must be
     'epochs': "a positive integer, e.g. 100",
     'gradient_clip': "the gradient norm limit, a positive number, or null or 0 for none (the lab also calls it clip_grad)",
 }
-TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile=False, device='auto', augment='basic', balance=False)
+TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile='auto', device='auto', augment='basic', balance=False)
 
 # %% ../nbs/13_recipe.ipynb #188786df
 def is_int(x)->bool: return isinstance(x, int) and not isinstance(x, bool)
@@ -65,13 +65,13 @@ _CHECKS = {  # key: test of a valid value
     'num_workers': lambda v: v == 'auto' or (is_int(v) and v >= 0),
     'amp': lambda v: v in ('auto', 'bf16', 'fp16', 'off', True, False, None),
     'tensorboard': lambda v: isinstance(v, bool),
-    'compile': lambda v: isinstance(v, bool),
+    'compile': lambda v: v == 'auto' or isinstance(v, bool),
     'device': lambda v: isinstance(v, str) and (v in ('auto', 'cpu', 'cuda', 'mps') or v.startswith('cuda:')),
     'augment': lambda v: v in ('basic', 'microscopy'),
     'balance': lambda v: isinstance(v, bool),
 }
 _DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', jitter='a number in [0, 1], the strength of the random gamma, contrast and brightness of training crops (maskgen.data.jitter_intensity)', num_workers='"auto" or an integer >= 0',
-                      amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile="true or false",
+                      amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile='"auto" (compile long runs on CPU and CUDA where a compiler is present; see maskgen.recipe.use_compile), true or false',
                       device='"auto", "cpu", "cuda", "cuda:N" or "mps"',
                       augment='"basic" (flips, rotations, intensity jitter) or "microscopy" (also scale, stain, illumination, blur and noise; maskgen.augment.augment_microscopy)',
                       balance='true (each group of training images, the file stem before "__", gets the same share of crops) or false')
@@ -259,6 +259,27 @@ def amp_settings(
     if amp in ('bf16', 'fp16'): raise ValueError(f"amp={amp!r} is not supported on {device.type}: use 'auto' or 'off'")
     return None, False
 
+# %% ../nbs/13_recipe.ipynb #02371e5e
+COMPILE_MIN_STEPS = 500   # optimizer steps from which `compile: "auto"` compiles: its minute of warm-up is then a few percent of the run
+
+def train_memory_format(device:torch.device|str)->torch.memory_format:
+    "`channels_last` on CPU and CUDA, where it makes ConvNeXt's convolutions faster; the standard layout elsewhere (MPS)."
+    return torch.channels_last if torch.device(device).type in ('cpu', 'cuda') else torch.contiguous_format
+
+def use_compile(
+    setting:bool|str,              # the config's `compile`: True, False or "auto"
+    device:torch.device|str,       # training device
+    total_steps:int,               # optimizer steps the run will take
+)->bool:
+    "Whether a run compiles its forward pass: `setting` if it is a bool; for \"auto\", a long run on CPU or CUDA with a working compiler."
+    if isinstance(setting, bool): return setting
+    import importlib.util, shutil
+    kind = torch.device(device).type
+    if total_steps < COMPILE_MIN_STEPS or os.name == 'nt': return False
+    if kind == 'cuda': return importlib.util.find_spec('triton') is not None
+    if kind == 'cpu': return any(shutil.which(c) for c in (os.environ.get('CXX', 'g++'), 'c++', 'clang++') if c)
+    return False
+
 # %% ../nbs/13_recipe.ipynb #dd5ef319
 @dataclass
 class TrainState:
@@ -273,6 +294,7 @@ class TrainState:
     amp_dtype: torch.dtype|None       # autocast dtype, None for float32
     forward: nn.Module|None = None    # the module called in training steps: `model`, or `torch.compile(model)`
     step: int = 0                     # optimizer steps taken
+    memory_format: torch.memory_format = torch.contiguous_format # layout of the weights and of the batches fed to them
 
     def __repr__(self):
         amp = str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'float32'
@@ -288,15 +310,17 @@ def make_train_state(
     "A fresh `TrainState` for `config`: model, EMA, AdamW, warmup+cosine schedule, scaler."
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     device = torch.device(device)
-    model = Net(config['channels'], config).to(device)
+    layout = train_memory_format(device)
+    model = Net(config['channels'], config).to(device, memory_format=layout)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config['ema']), use_buffers=True)
     optimizer = torch.optim.AdamW(param_groups(model, config['weight_decay']), lr=config['lr'])
     scheduler = warmup_cosine(optimizer, round(config['warmup_epoch'] * steps_per_epoch),
                               round(config['scheduler_params']['T-max'] * steps_per_epoch))
     amp_dtype, use_scaler = amp_settings(config['amp'], device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    forward = torch.compile(model) if config['compile'] else model
-    return TrainState(model, ema, optimizer, scheduler, scaler, config, device, amp_dtype, forward)
+    compiled = use_compile(config['compile'], device, config['epochs'] * steps_per_epoch)
+    forward = torch.compile(model) if compiled else model
+    return TrainState(model, ema, optimizer, scheduler, scaler, config, device, amp_dtype, forward, memory_format=layout)
 
 # %% ../nbs/13_recipe.ipynb #e5eaf58b
 def train_step(
@@ -305,10 +329,17 @@ def train_step(
     masks:Tensor,     # (N,1,S,S) batch in {0,1}
 )->Tensor:
     "One optimizer step on a batch; returns the detached loss."
-    images, masks = images.to(state.device, non_blocking=True), masks.to(state.device, non_blocking=True)
+    images = images.to(state.device, non_blocking=True, memory_format=state.memory_format)
+    masks = masks.to(state.device, non_blocking=True)
     state.model.train()
     with torch.autocast(state.device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
-        logits = state.forward(images)
+        try: logits = state.forward(images)
+        except Exception as e:   # torch.compile compiles at the first call; "auto" falls back to eager if that fails
+            if state.forward is state.model or state.config['compile'] != 'auto' or state.step: raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training goes on without it. "
+                          "Set compile: false in the config to skip it")
+            state.forward = state.model
+            logits = state.forward(images)
     loss = segmentation_loss(logits, masks, state.config['loss'])
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
@@ -336,7 +367,8 @@ def validate(
     bar = tqdm(total=len(loader), desc='validate', leave=False, disable=not progress)
     for images, masks in loader:
         bar.update()
-        images, masks = images.to(state.device, non_blocking=True), masks.to(state.device, non_blocking=True)
+        images = images.to(state.device, non_blocking=True, memory_format=state.memory_format)
+        masks = masks.to(state.device, non_blocking=True)
         with torch.autocast(state.device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
             logits = model(images)
         total += segmentation_loss(logits, masks, state.config['loss']).item() * len(images)

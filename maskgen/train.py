@@ -352,6 +352,7 @@ def train(
                 arch_note = 'not written: torchinfo is not installed (pip install torchinfo, or pip install "maskgen[train]")'
         except Exception as e: arch_note = f"not written: torchinfo failed ({type(e).__name__}: {str(e)[:200]})"
     env = environment_info(cfg, device, amp=str(state.amp_dtype or 'float32').replace('torch.', ''), num_workers=workers,
+                           compiled=state.forward is not state.model, memory_format=str(state.memory_format).replace('torch.', ''),
                            resumed_from=str(ckpt_path) if ckpt_path else None, resumed_at_epoch=done if ckpt else None,
                            init_from=(extra.get('init') or {}).get('path'), model_summary=arch_note)
     write_json(run_dir/'config.json', cfg)
