@@ -55,10 +55,12 @@ def maskgen_step(model, n_batches, standard_layout=False, **overrides):
 def run(steps:dict, batches, warmup):
     "Crops/s of each step function over `batches` after `warmup` untimed steps, the variants interleaved step by step."
     for step in steps.values():
-        for images, masks in batches[:warmup]: step(images, masks)
+        for i, (images, masks) in enumerate(batches[:warmup]):
+            torch.manual_seed(i); step(images, masks)
     wall, cpu, losses = {k: 0. for k in steps}, {k: 0. for k in steps}, {k: [] for k in steps}
-    for images, masks in batches[warmup:]:   # interleaved, so load from other processes hits every variant alike
+    for i, (images, masks) in enumerate(batches[warmup:], warmup):   # interleaved, so load from other processes hits every variant alike
         for k, step in steps.items():
+            torch.manual_seed(i)   # the same stochastic-depth drops in every eager variant (compiled code draws its own)
             t, c = time.perf_counter(), time.process_time()
             losses[k].append(float(step(images, masks)))
             wall[k] += time.perf_counter() - t; cpu[k] += time.process_time() - c

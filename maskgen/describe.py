@@ -32,7 +32,7 @@ def environment_info()->dict:
         from maskgen.backend import cached_backend
         from maskgen.settings import pick_precision
         try: model['backend'] = cached_backend(load_model(DEFAULT_WEIGHTS)[0], precision=pick_precision('auto', torch.device('cpu')))
-        except Exception as e: model['backend'] = f"unknown ({type(e).__name__})"
+        except Exception as e: model['backend'] = f"unknown ({type(e).__name__}: {e})"
     info['default_model'] = model
     from maskgen.hub import cache_dir
     info['cache_dir'] = str(cache_dir())

@@ -266,19 +266,31 @@ def train_memory_format(device:torch.device|str)->torch.memory_format:
     "`channels_last` on CPU and CUDA, where it makes ConvNeXt's convolutions faster; the standard layout elsewhere (MPS)."
     return torch.channels_last if torch.device(device).type in ('cpu', 'cuda') else torch.contiguous_format
 
+def _compiler_works(kind:str)->bool:
+    "Whether torch.compile can build kernels here: dynamo supports this Python, and Inductor finds its C++ compiler and Python's headers."
+    import sysconfig
+    try:
+        import torch._dynamo
+        if not torch._dynamo.is_dynamo_supported(): return False
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        get_cpp_compiler()   # raises when Inductor finds no C++ compiler ($CXX, else g++)
+    except Exception: return False
+    if not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')): return False   # kernels include it
+    if kind == 'cuda':
+        import importlib.util
+        return importlib.util.find_spec('triton') is not None
+    return True
+
 def use_compile(
     setting:bool|str,              # the config's `compile`: True, False or "auto"
     device:torch.device|str,       # training device
     total_steps:int,               # optimizer steps the run will take
 )->bool:
-    "Whether a run compiles its forward pass: `setting` if it is a bool; for \"auto\", a long run on CPU or CUDA with a working compiler."
+    "Whether a run compiles its forward pass: `setting` if it is a bool; for \"auto\", a long run on CPU or CUDA where compiling works."
     if isinstance(setting, bool): return setting
-    import importlib.util, shutil
     kind = torch.device(device).type
-    if total_steps < COMPILE_MIN_STEPS or os.name == 'nt': return False
-    if kind == 'cuda': return importlib.util.find_spec('triton') is not None
-    if kind == 'cpu': return any(shutil.which(c) for c in (os.environ.get('CXX', 'g++'), 'c++', 'clang++') if c)
-    return False
+    if total_steps < COMPILE_MIN_STEPS or os.name == 'nt' or kind not in ('cpu', 'cuda'): return False
+    return _compiler_works(kind)
 
 # %% ../nbs/13_recipe.ipynb #dd5ef319
 @dataclass
@@ -295,6 +307,7 @@ class TrainState:
     forward: nn.Module|None = None    # the module called in training steps: `model`, or `torch.compile(model)`
     step: int = 0                     # optimizer steps taken
     memory_format: torch.memory_format = torch.contiguous_format # layout of the weights and of the batches fed to them
+    compile_checked: bool = False     # a compiled step has run in this process (until then, \"auto\" may fall back to eager)
 
     def __repr__(self):
         amp = str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else 'float32'
@@ -319,7 +332,12 @@ def make_train_state(
     amp_dtype, use_scaler = amp_settings(config['amp'], device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     compiled = use_compile(config['compile'], device, config['epochs'] * steps_per_epoch)
-    forward = torch.compile(model) if compiled else model
+    forward = model
+    if compiled:
+        try: forward = torch.compile(model)
+        except Exception as e:   # e.g. a Python version dynamo does not support
+            if config['compile'] is True: raise
+            warnings.warn(f"torch.compile is not available ({type(e).__name__}: {str(e)[:200]}); training without it")
     return TrainState(model, ema, optimizer, scheduler, scaler, config, device, amp_dtype, forward, memory_format=layout)
 
 # %% ../nbs/13_recipe.ipynb #e5eaf58b
@@ -332,17 +350,24 @@ def train_step(
     images = images.to(state.device, non_blocking=True, memory_format=state.memory_format)
     masks = masks.to(state.device, non_blocking=True)
     state.model.train()
-    with torch.autocast(state.device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
-        try: logits = state.forward(images)
-        except Exception as e:   # torch.compile compiles at the first call; "auto" falls back to eager if that fails
-            if state.forward is state.model or state.config['compile'] != 'auto' or state.step: raise
+    def forward_backward():
+        with torch.autocast(state.device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
+            logits = state.forward(images)
+        loss = segmentation_loss(logits, masks, state.config['loss'])
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        return loss
+    if state.forward is state.model or state.compile_checked: loss = forward_backward()
+    else:   # the first compiled step in this process compiles forward and backward; with "auto", a failure means eager
+        try: loss = forward_backward()
+        except torch.OutOfMemoryError: raise
+        except Exception as e:
+            if state.config['compile'] is True: raise
             warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training goes on without it. "
                           "Set compile: false in the config to skip it")
             state.forward = state.model
-            logits = state.forward(images)
-    loss = segmentation_loss(logits, masks, state.config['loss'])
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
+            loss = forward_backward()
+        state.compile_checked = True
     if state.config['gradient_clip']:
         state.scaler.unscale_(state.optimizer)
         nn.utils.clip_grad_norm_(state.model.parameters(), state.config['gradient_clip'])

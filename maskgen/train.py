@@ -255,7 +255,8 @@ def _report(state:TrainState, best:dict, epoch:int, data_summary, status:str, ru
                 selection='highest validation Dice of the EMA model at threshold 0.5',
                 threshold=best.get('threshold'), threshold_metrics=dict(dice=best.get('threshold_dice'), iou=best.get('threshold_iou')),
                 calibration_thresholds=CALIBRATION_THRESHOLDS.tolist(), init_from=init, dataset=data_summary,
-                config_hash=config_hash(state.config), maskgen_version=__version__, environment=environment, files=files)
+                config_hash=config_hash(state.config), maskgen_version=__version__, environment=environment, files=files,
+                compiled=state.forward is not state.model)   # after a failed compile ("auto"), False
 
 # %% ../nbs/15_train.ipynb #0ab9ac6f
 def _save_best(run_dir:Path, state:TrainState, epoch:int, best:dict, provenance:dict, **extra):
@@ -352,7 +353,7 @@ def train(
                 arch_note = 'not written: torchinfo is not installed (pip install torchinfo, or pip install "maskgen[train]")'
         except Exception as e: arch_note = f"not written: torchinfo failed ({type(e).__name__}: {str(e)[:200]})"
     env = environment_info(cfg, device, amp=str(state.amp_dtype or 'float32').replace('torch.', ''), num_workers=workers,
-                           compiled=state.forward is not state.model, memory_format=str(state.memory_format).replace('torch.', ''),
+                           memory_format=str(state.memory_format).replace('torch.', ''),
                            resumed_from=str(ckpt_path) if ckpt_path else None, resumed_at_epoch=done if ckpt else None,
                            init_from=(extra.get('init') or {}).get('path'), model_summary=arch_note)
     write_json(run_dir/'config.json', cfg)
