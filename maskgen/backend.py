@@ -144,7 +144,7 @@ def cached_backend(
 )->str:
     "One line on the engine `backend='auto'` picks for `model` here, from the cache only (never measures)."
     if device.type != 'cpu': return f"torch ({device.type})"
-    if pinned_backend(): return f"{pick_backend(model, device, precision, size)['backend']} (pinned by {PIN_VARIABLE}={pinned_backend()})"   # no measuring when pinned
+    if pinned := pinned_backend(): return f"{pick_backend(model, device, precision, size)['backend']} (pinned by {PIN_VARIABLE}={pinned})"   # no measuring when pinned
     found = _cached_choice(model_fingerprint(model), device, precision, size)[2]
     if not found: return "not measured yet on this machine (MaskGenerator measures it on first use)"
     secs = ', '.join(f"{k} {v:.3g} s" for k, v in found['seconds'].items())

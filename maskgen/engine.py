@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .pixels import normalize_tile
-from .model import Net
+from .model import Net, GRN
 
 # %% auto #0
 __all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits', 'tile_starts', 'balanced_tile',
@@ -132,7 +132,6 @@ class FoldedHead(nn.Module):
         predict:nn.Sequential, # `Net.decoder.predict`: [Upsample ×4, Block(C), Conv2d(C,1,1)]
     ):
         super().__init__()
-        from maskgen.model import GRN
         _, blk, final = predict
         self.dw, self.norm, self.pw1, _, grn, pw2 = blk.block
         self.grn = grn if isinstance(grn, GRN) else None
