@@ -158,7 +158,7 @@ def memory_probe(size, which, model_name):
             if line.startswith(key): return int(line.split()[1]) * 1024
     net = bench_model(which=model_name)
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    if which.startswith('maskgen'):   # maskgen (backend='auto'), maskgen_torch or maskgen_onnx
+    if which.startswith('maskgen'):   # maskgen (backend='auto'), maskgen_torch, maskgen_onnx or maskgen_openvino
         from maskgen.generator import MaskGenerator
         gen = MaskGenerator.from_model(net, device='cpu', backend=which.partition('_')[2] or 'auto')
         gen.generate(image[:1024, :1024], STRATEGY)  # warm up allocators
@@ -186,7 +186,7 @@ def main():
     ap.add_argument('--skip-monai', action='store_true')
     ap.add_argument('--skip-lab-compiled', action='store_true', help='skip the compiled lab loop (its first call compiles for minutes)')
     ap.add_argument('--skip-memory', action='store_true')
-    ap.add_argument('--memory-backends', default='auto,torch', help="maskgen engines to probe for memory, of auto, torch, onnx")
+    ap.add_argument('--memory-backends', default='auto,torch', help="maskgen engines to probe for memory, of auto, torch, onnx, openvino")
     ap.add_argument('--skip-lab-eager', action='store_true', help="skip the lab's loop without torch.compile")
     ap.add_argument('--skip-engines', action='store_true', help="skip timing each engine maskgen can pick (and their agreement) and the fresh-process probe")
     ap.add_argument('--cache', default=None, help='maskgen cache folder for this run (default: a fresh temporary one, so the cold start is measured)')
@@ -234,7 +234,8 @@ def main():
         ref_gen = MaskGenerator.from_model(copy.deepcopy(net).to(device), device=device, precision='fp32', backend='torch')
         ref, S['maskgen_torch_fp32'] = run(lambda: ref_gen.predict_probability(image, STRATEGY, progress=False))
     agree = {}
-    engines = [] if args.skip_engines else [('torch', 'auto')] + ([('onnx', 'fp32')] if device.type == 'cpu' else [])
+    from maskgen.backend import installed_engines
+    engines = [] if args.skip_engines else [('torch', 'auto')] + ([(e, 'fp32') for e in installed_engines()] if device.type == 'cpu' else [])
     for backend, precision in engines:
         g = MaskGenerator.from_model(copy.deepcopy(net).to(device), device=device, precision=precision, backend=backend)
         g.predict_probability(image[:TILE, :TILE], STRATEGY, progress=False)
@@ -263,10 +264,10 @@ def main():
     res['ratios'] = ratios
     res['pixels_computed'] = dict(maskgen=None, lab=round(sum((y1 - y0 + (-(y1 - y0) % 32)) * (x1 - x0 + (-(x1 - x0) % 32))
                                                               for y0, y1, x0, x1 in lab_grid(*image.shape[:2], TILE, OVERLAP)) / 1e6, 2))
-    from maskgen.engine import tile_starts, balanced_tile
-    th, tw = (balanced_tile(n, TILE, OVERLAP) for n in image.shape[:2])
-    res['pixels_computed']['maskgen'] = round(len(tile_starts(image.shape[0], th, OVERLAP)) * len(tile_starts(image.shape[1], tw, OVERLAP)) * th * tw / 1e6, 2)
-    res['pixels_computed']['maskgen_tiles'] = [th, tw]
+    from maskgen.engine import tile_grid
+    grid = tile_grid(*image.shape[:2], TILE, OVERLAP)   # the layout maskgen's tiler runs
+    res['pixels_computed']['maskgen'] = round(grid.pixels / 1e6, 2)
+    res['pixels_computed']['maskgen_tiles'] = [grid.th, grid.tw]
     res['load_average'] = list(os.getloadavg())
     if not args.skip_memory and device.type == 'cpu':
         mem = {}

@@ -5,7 +5,7 @@
 # %% ../nbs/04_engine.ipynb #41fb067b
 from __future__ import annotations
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,8 @@ from .model import Net, GRN
 
 # %% auto #0
 __all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits', 'tile_starts', 'balanced_tile',
-           'default_overlap', 'blend_profile', 'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
+           'default_overlap', 'blend_profile', 'TileGrid', 'tile_grid', 'tiled_probability', 'check_clean_up',
+           'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -239,21 +240,35 @@ def blend_profile(
     return w.astype(np.float32)
 
 # %% ../nbs/04_engine.ipynb #18ced0ca
+class TileGrid(NamedTuple):
+    "Where the tiles of an image go and how they blend (see `tile_grid`)."
+    th:int; tw:int            # tile height and width (`balanced_tile` of the largest tile)
+    ys:list; xs:list          # tile rows and columns (`tile_starts`)
+    prof_y:list; prof_x:list  # each tile row's and column's blend profile (`blend_profile`)
+    sum_y:np.ndarray; sum_x:np.ndarray  # the profiles' sums over the image's rows and columns
+    @property
+    def n_tiles(self)->int: return len(self.ys) * len(self.xs)
+    @property
+    def pixels(self)->int: return self.n_tiles * self.th * self.tw   # pixels the network computes
+
 def tile_grid(
-    H:int, W:int,   # image height and width
-    th:int, tw:int, # tile height and width
-    overlap:int,    # pixels shared by neighbouring tiles
-    window:str,     # blend window (see `blend_profile`)
-)->tuple:
-    "(tile rows, tile columns, their row and column blend profiles, and the profiles' sums over the image's rows and columns)."
+    H:int, W:int,           # image height and width
+    tile_size:int|tuple,    # largest tile side, or (height, width)
+    overlap:int,            # minimum overlap between neighbouring tiles
+    window:str='hann',      # blend window (see `blend_profile`)
+)->TileGrid:
+    "The tiles of an H×W image, their sides evened out by `balanced_tile`, with their blend profiles: the one layout every tiler uses."
+    th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
+    th, tw = balanced_tile(H, th, overlap), balanced_tile(W, tw, overlap)
     ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
     prof_y = [blend_profile(th, overlap, window, y > 0, y + th < H) for y in ys]
     prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < W) for x in xs]
     sum_y, sum_x = np.zeros(H, np.float32), np.zeros(W, np.float32)
     for y, p in zip(ys, prof_y): sum_y[y:y + th] += p
     for x, p in zip(xs, prof_x): sum_x[x:x + tw] += p
-    return ys, xs, prof_y, prof_x, sum_y, sum_x
+    return TileGrid(th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x)
 
+# %% ../nbs/04_engine.ipynb #7c77a4ba
 def tiled_probability(
     image:np.ndarray,              # (H,W,3) image from `read_image`
     value_range:tuple[float,float], # intensities that map to -1 and 1 (`intensity_range`)
@@ -267,10 +282,8 @@ def tiled_probability(
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
     if overlap is None: overlap = default_overlap(tile_size)
-    th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
     H, W = image.shape[:2]
-    th, tw = balanced_tile(H, th, overlap), balanced_tile(W, tw, overlap)
-    ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, th, tw, overlap, window)
+    th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window)
     acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     top = 0

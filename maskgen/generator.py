@@ -13,7 +13,7 @@ from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
 from .engine import net_logits, tiled_probability
-from .backend import check_backend, pick_backend, onnx_twin
+from .backend import check_backend, pick_backend, engine_twin
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
                               TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
@@ -40,7 +40,7 @@ class MaskGenerator:
         config:dict|None=None,              # expected model config; by default read from the checkpoint
         precision:str='auto',               # 'auto', 'fp32' or 'bf16'
         tiles_per_batch:int|None=None,      # tiles per forward pass; default 1 on CPU, 8 on GPUs
-        backend:str='auto',                 # 'auto' (the faster engine here, measured once: `maskgen.backend.pick_backend`), 'torch' or 'onnx' (ONNX Runtime, CPU)
+        backend:str='auto',                 # 'auto' (the fastest engine here, measured once: `maskgen.backend.pick_backend`), 'torch', 'onnx' (ONNX Runtime) or 'openvino' (CPU)
         tta:int=1,                          # test-time augmentation: average 1 (off), 4 (flips) or 8 (flips and transposes) views
         postprocess:dict|None=None,         # clean-up of every mask, e.g. {'min_size': 30, 'max_hole': 20} (see `check_postprocess`)
     ):
@@ -69,24 +69,25 @@ class MaskGenerator:
         self.model = model.to(self.device).eval()
         self.precision = pick_precision(precision, self.device)
         self.tiles_per_batch = tiles_per_batch or (1 if self.device.type == 'cpu' else 8)
-        self.backend, self.backend_choice, self._onnx = 'torch', None, None
+        self.backend, self.backend_choice, self._twin = 'torch', None, None
         if check_backend(backend) == 'torch': return
         if backend == 'auto': self.backend_choice = pick_backend(self.model, self.device, self.precision)
-        if backend == 'onnx' or self.backend_choice['backend'] == 'onnx':
-            if self.device.type != 'cpu': raise ValueError(f"backend='onnx' runs on the CPU; this generator is on {self.device.type}")
-            self._onnx, self.backend, self.precision = onnx_twin(self.model), 'onnx', 'fp32'
+        engine = self.backend_choice['backend'] if backend == 'auto' else backend
+        if engine == 'torch': return
+        if self.device.type != 'cpu': raise ValueError(f"backend={engine!r} runs on the CPU; this generator is on {self.device.type}")
+        self._twin, self.backend, self.precision = engine_twin(self.model, engine), engine, 'fp32'   # ONNX Runtime or OpenVINO, in fp32
 
     def __getstate__(self):
-        "Pickle (for Dask, multiprocessing) without the ONNX Runtime session, which cannot be pickled; it is rebuilt on loading."
+        "Pickle (for Dask, multiprocessing) without the ONNX Runtime or OpenVINO engine, which cannot be pickled; it is rebuilt on loading."
         state = self.__dict__.copy()
-        state['_onnx'] = None
-        state['_rebuild_onnx'] = self._onnx is not None
+        state['_twin'] = None
+        state['_rebuild_twin'] = self._twin is not None
         return state
 
     def __setstate__(self, state):
-        rebuild = state.pop('_rebuild_onnx', False)
+        rebuild = state.pop('_rebuild_twin', False)
         self.__dict__.update(state)
-        if rebuild: self._onnx = onnx_twin(self.model)
+        if rebuild: self._twin = engine_twin(self.model, self.backend)
 
     @classmethod
     def from_model(cls,
@@ -133,7 +134,7 @@ from fastcore.basics import patch
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
     "The model's logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
     with torch.inference_mode():
-        if self._onnx is not None: return self._onnx(x)
+        if self._twin is not None: return self._twin(x)
         try: return net_logits(self.model, x.to(self.device), self.precision)
         except torch.OutOfMemoryError:
             if self.device.type != 'cuda': raise
@@ -190,7 +191,9 @@ def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=
     vr = intensity_range(img)
     if out is None: out = np.empty((H, W), np.float32)
     if s['name'] == 'tile':
-        for r0, r1, p in self._tile_strips(img, vr, s, progress): out[r0:r1] = p
+        for r0, r1, p in self._tile_strips(img, vr, s, progress):
+            out[r0:r1] = p
+            del p   # free the strip while the next row of tiles runs
         return out
     x = torch.from_numpy(normalize_tile(img, vr))[None]
     if s['name'] == 'downsample' and max(H, W) > s['max_dim']:
@@ -212,14 +215,13 @@ def tile_extent(
 @patch
 def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
     "Strips of the tiled prediction of `img`, with a progress bar when asked."
-    from maskgen.engine import tile_starts, balanced_tile
+    from maskgen.engine import tile_grid
     H, W = img.shape[:2]
     th, tw = tile_extent(img.shape, s['tile_size'])
     if H < th or W < tw:   # a side shorter than its tile: pad it as `_pad_to` pads a whole image, and crop the strips
         ph, pw = th - min(H, th), tw - min(W, tw)
         img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode='reflect' if ph < H and pw < W else 'edge')
-    bh, bw = balanced_tile(img.shape[0], th, s['overlap']), balanced_tile(img.shape[1], tw, s['overlap'])
-    n = len(tile_starts(img.shape[0], bh, s['overlap'])) * len(tile_starts(img.shape[1], bw, s['overlap']))
+    n = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window']).n_tiles   # what `tiled_probability` will run
     bar, done = None, 0
     if progress is True or (progress is None and n > 16):
         from tqdm.auto import tqdm
@@ -233,6 +235,7 @@ def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
         for r0, r1, p in tiled_probability(img, value_range, self._logits, (th, tw), s['overlap'], s['window'],
                                            self.tiles_per_batch, 'cpu', tiles_done):
             if r0 < H: yield r0, min(r1, H), p[:min(r1, H) - r0, :W]
+            del p   # the caller is done with the strip: free it before the next row of tiles runs
     finally:
         if bar: bar.close()
 
@@ -289,6 +292,7 @@ def _mask(self:MaskGenerator, img:np.ndarray, s:dict, thr:float, progress:bool|N
     mask = np.empty(img.shape[:2], np.uint8)
     for r0, r1, p in self._tile_strips(img, intensity_range(img), s, progress):
         np.greater(p, thr, out=mask[r0:r1].view(bool))
+        del p   # free the strip while the next row of tiles runs: at 8192² it is 15 MB, 0.2 bytes per pixel of peak memory
     mask *= 255
     return mask
 

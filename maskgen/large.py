@@ -11,7 +11,7 @@ import numpy as np
 from .files import writable_folder
 from .io import (intensity_range, normalize_tile, atomic_write, max_image_pixels, is_integer, read_image, mask_file_problem,
                  ImageReadError, ImageTooLargeError, ImagePlaneError)
-from .engine import tile_grid, default_overlap, balanced_tile
+from .engine import tile_grid, default_overlap
 
 # %% auto #0
 __all__ = ['LAZY_OUTPUT_SUFFIXES', 'LazyImage', 'zarr_module', 'is_lazy', 'open_lazy', 'lazy_intensity_range',
@@ -267,7 +267,7 @@ def tiled_region_probability(
     value_range:tuple[float,float], # intensities that map to -1 and 1, of the whole image
     predict:Callable,               # (n,3,T,T) float tensor → (n,1,T,T) logits
     region:tuple[int,int,int,int],  # (row_start, row_end, col_start, col_end) of the map to compute
-    tile_size:int|tuple=512,        # largest tile side, or (height, width) (see `balanced_tile`)
+    tile_size:int|tuple=512,        # largest tile side, or (height, width) (see `tile_grid`)
     overlap:int|None=None,          # overlap of neighbouring tiles; None for `default_overlap(tile_size)`
     window:str='hann',              # blend window
     tiles_per_batch:int=1,          # tiles per call of `predict`
@@ -280,8 +280,7 @@ def tiled_region_probability(
     H, W = image.shape[:2]
     r0, r1, c0, c1 = region
     if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W): raise ValueError(f"region={region!r} is not inside the image of {H}x{W} px (rows, then columns)")
-    th, tw = balanced_tile(H, th, overlap), balanced_tile(W, tw, overlap)   # as `tiled_probability` does
-    ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, th, tw, overlap, window)
+    th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, (th, tw), overlap, window)   # the layout `tiled_probability` uses
     rows = [i for i, y in enumerate(ys) if y < r1 and y + th > r0]
     cols = [j for j, x in enumerate(xs) if x < c1 and x + tw > c0]
     if isinstance(image, LazyImage): image.columns = (xs[cols[0]], xs[cols[-1]] + tw)   # bands of input rows only as wide as needed

@@ -284,12 +284,12 @@ def _compiler_works(kind:str)->bool:
 def use_compile(
     setting:bool|str,              # the config's `compile`: True, False or "auto"
     device:torch.device|str,       # training device
-    total_steps:int,               # optimizer steps the run will take
+    steps_left:int,                # optimizer steps the run has still to take
 )->bool:
     "Whether a run compiles its forward pass: `setting` if it is a bool; for \"auto\", a long run on CPU or CUDA where compiling works."
     if isinstance(setting, bool): return setting
     kind = torch.device(device).type
-    if total_steps < COMPILE_MIN_STEPS or os.name == 'nt' or kind not in ('cpu', 'cuda'): return False
+    if steps_left < COMPILE_MIN_STEPS or os.name == 'nt' or kind not in ('cpu', 'cuda'): return False
     return _compiler_works(kind)
 
 # %% ../nbs/13_recipe.ipynb #dd5ef319
@@ -319,6 +319,7 @@ def make_train_state(
     config:dict,          # effective config from `train_config`
     steps_per_epoch:int,  # optimizer steps per epoch, to convert the epochs of the schedule to steps
     device:torch.device|str='cpu', # training device
+    epochs_done:int=0,    # epochs a resumed run has trained already: only the steps left decide whether to compile
 )->TrainState:
     "A fresh `TrainState` for `config`: model, EMA, AdamW, warmup+cosine schedule, scaler."
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -331,7 +332,7 @@ def make_train_state(
                               round(config['scheduler_params']['T-max'] * steps_per_epoch))
     amp_dtype, use_scaler = amp_settings(config['amp'], device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    compiled = use_compile(config['compile'], device, config['epochs'] * steps_per_epoch)
+    compiled = use_compile(config['compile'], device, (config['epochs'] - epochs_done) * steps_per_epoch)
     forward = model
     if compiled:
         try: forward = torch.compile(model)

@@ -25,12 +25,12 @@ def test_layout():
 
 
 def test_import_is_light():
-    code = ("import sys, maskgen; heavy = [m for m in ('torch', 'fastai', 'fiftyone', 'ipywidgets', 'matplotlib', 'onnxruntime') "
+    code = ("import sys, maskgen; heavy = [m for m in ('torch', 'fastai', 'fiftyone', 'ipywidgets', 'matplotlib', 'onnxruntime', 'openvino') "
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == '[]'
     code = ("import sys; from maskgen import MaskGenerator; heavy = [m for m in ('fastai', 'fiftyone', 'ipywidgets', 'matplotlib', "
-            "'onnxruntime', 'skimage') if m in sys.modules]; print(heavy)")
+            "'onnxruntime', 'openvino', 'skimage') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == '[]'
 

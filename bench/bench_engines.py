@@ -1,0 +1,96 @@
+"""Inference engines per 512² tile on the CPU: maskgen's PyTorch path, ONNX Runtime and OpenVINO, both models.
+
+Issue 16 lists the candidate engines to measure, not assume; `backend="auto"` picks among those installed by timing one
+tile. This bench times each, OpenVINO (`pip install openvino`) on the same ONNX graphs ONNX Runtime runs and on the
+plain export:
+- `torch`: `maskgen.engine.net_logits` in fp32 (the fused head), what `backend='torch'` runs;
+- `onnxruntime`: the folded twin `backend='onnx'` runs (`maskgen.backend.onnx_twin`);
+- `openvino`: `maskgen.backend.OpenVinoNet` on the folded graph, what `backend='openvino'` runs (fp32, latency hint);
+- `openvino_unfolded`: the same on the plain export, left to OpenVINO's own fusions;
+- `openvino_bf16`: the folded graph with OpenVINO's bf16 hint, only on CPUs with native bf16 (AVX512-BF16 or AMX).
+
+Each engine runs the same 512² tile of the benchmark image in interleaved rounds (best of `--repeats`, after a
+warm-up) on `--threads` threads, and is checked against torch fp32 (max |Δlogit|, mean |Δprob|, mask Dice). Prints one JSON object.
+
+    python bench/bench_engines.py [--models bench lab] [--threads 2] [--repeats 3] [--out FILE]
+"""
+import argparse, json, sys, tempfile, time
+from pathlib import Path
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inference import bench_model, bench_image, cpu_info, MODELS   # noqa: E402
+
+TILE = 512
+
+
+def openvino_request(path, threads, precision=None):
+    "(infer callable, the precision OpenVINO compiled to) for the ONNX file at `path`, fixed to one 512² tile, with a precision hint."
+    import openvino as ov
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({0: [1, 3, TILE, TILE]})
+    config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads}
+    if precision: config['INFERENCE_PRECISION_HINT'] = precision
+    compiled = core.compile_model(model, 'CPU', config)
+    request = compiled.create_infer_request()
+    return (lambda t: torch.from_numpy(request.infer({0: t.numpy()})[0].copy()),
+            compiled.get_property('INFERENCE_PRECISION_HINT').to_string())
+
+
+def agreement(ref, out):
+    "Max |Δlogit|, mean |Δprob| and the Dice of the masks (probability > 0.5) of logits `out` against `ref`."
+    out = torch.as_tensor(out).reshape(ref.shape)
+    a, b = out > 0, ref > 0
+    dice = 2 * (a & b).sum().item() / max(1, a.sum().item() + b.sum().item())
+    return dict(max_abs_dlogit=float((out - ref).abs().max()), mean_abs_dprob=float((out.sigmoid() - ref.sigmoid()).abs().mean()),
+                mask_dice=round(dice, 5))
+
+
+def bench_one(which, threads, repeats, work):
+    "Seconds per 512² tile of each engine for the model `which`, and agreement with torch fp32."
+    from maskgen.backend import onnx_twin, openvino_twin, OpenVinoNet, seconds_per_call, model_fingerprint, installed_engines
+    from maskgen.engine import net_logits
+    from maskgen.export import export_onnx
+    from maskgen.pixels import normalize_tile
+    net = bench_model(0, which)
+    fp = model_fingerprint(net)
+    engines, notes = {'torch': lambda t: net_logits(net, t, 'fp32'), 'onnxruntime': onnx_twin(net, fp, threads)}, {}
+    if 'openvino' in installed_engines():
+        import openvino
+        notes['openvino'] = openvino.__version__
+        engines['openvino'] = openvino_twin(net, fp, threads)   # what backend='openvino' runs: the folded graph
+        engines['openvino_unfolded'] = OpenVinoNet(export_onnx(net, work / f'{which}-unfolded.onnx', check=False), threads)   # its own fusions
+        flags = cpu_info()['flags']
+        if flags['avx512_bf16'] or flags['amx_bf16']:
+            engines['openvino_bf16'], notes['openvino_bf16_precision'] = openvino_request(engines['openvino'].path, threads, 'bf16')
+    else: notes['openvino'] = 'not installed (pip install openvino)'
+    x = torch.from_numpy(normalize_tile(bench_image(TILE), (0, 255)))[None]   # a 512² tile of the benchmark image
+    seconds = seconds_per_call(engines, x, repeats)
+    with torch.inference_mode(): ref = net_logits(net, x, 'fp32')
+    return dict(model=f'Net({MODELS[which][0]}, {MODELS[which][1]})', **notes,
+                seconds_per_tile={k: round(v, 4) for k, v in seconds.items()},
+                vs_onnxruntime={k: round(seconds['onnxruntime'] / v, 3) for k, v in seconds.items()},
+                agreement={k: agreement(ref, f(x)) for k, f in engines.items() if k != 'torch'})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--models', nargs='+', default=['bench', 'lab'], choices=list(MODELS), help='which models')
+    ap.add_argument('--threads', type=int, default=2, help='threads of every engine')
+    ap.add_argument('--repeats', type=int, default=3, help='timed rounds after one warm-up round')
+    ap.add_argument('--out', help='also write the JSON here')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        res = dict(cpu=cpu_info(), threads=args.threads, tile=TILE, torch=torch.__version__,
+                   onnxruntime=__import__('onnxruntime').__version__, repeats=args.repeats,
+                   models={m: bench_one(m, args.threads, args.repeats, Path(d)) for m in args.models})
+    res['wall_s'] = round(time.time() - t0, 1)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out: Path(args.out).write_text(text + '\n')
+
+
+if __name__ == '__main__': main()
