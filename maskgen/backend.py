@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_backend.ipynb #60b5e797
 from __future__ import annotations
-import functools, hashlib, json, os, platform, time, warnings
+import functools, hashlib, json, os, platform, threading, time, warnings
 from pathlib import Path
 import torch
 from torch import nn
@@ -13,9 +13,9 @@ from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
-__all__ = ['ENGINES', 'BACKENDS', 'ONNX_MARGIN', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend', 'model_fingerprint',
-           'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call',
-           'pinned_backend', 'installed_engines', 'pick_backend', 'cached_backend']
+__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'ONNX_MARGIN', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend',
+           'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin',
+           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -49,18 +49,24 @@ def _cpu_name()->str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
-def _version(package:str)->str|None:
-    "The installed version of `package`, None when it is not installed (without importing it)."
+def _openvino_version()->str|None:
+    "OpenVINO's version, None when it is not installed (read from the package metadata: importing it takes a second)."
     from importlib.metadata import version, PackageNotFoundError
-    try: return version(package)
-    except PackageNotFoundError: return None
+    for package in ('openvino', 'openvino-nightly'):
+        try: return version(package)
+        except PackageNotFoundError: pass
+    return None
 
 def machine_key(
     device:torch.device, # where the model runs
 )->dict:
     "What a speed measurement depends on besides the model: CPU, threads and library versions."
-    return dict(device=device.type, cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
-                threads=torch.get_num_threads(), torch=torch.__version__, onnxruntime=_version('onnxruntime'), openvino=_version('openvino'))
+    try: import onnxruntime; ort = onnxruntime.__version__
+    except ImportError: ort = None
+    key = dict(device=device.type, cpu=_cpu_name(), capability=torch.backends.cpu.get_cpu_capability(),
+               threads=torch.get_num_threads(), torch=torch.__version__, onnxruntime=ort)
+    if openvino := _openvino_version(): key['openvino'] = openvino   # only where installed, so earlier keys stay valid
+    return key
 
 # %% ../nbs/07a_backend.ipynb #bca38a11
 def folded_onnx(
@@ -85,6 +91,12 @@ def onnx_twin(
     return load_onnx(folded_onnx(model, fingerprint), threads)[0]
 
 # %% ../nbs/07a_backend.ipynb #a68b7679
+def _import_openvino():
+    "The `openvino` module, or an ImportError that says how to install it."
+    try: import openvino
+    except ImportError as e: raise ImportError('backend="openvino" needs OpenVINO: pip install "maskgen[openvino]" (or pip install openvino)') from e
+    return openvino
+
 class OpenVinoNet(nn.Module):
     "An ONNX network run by OpenVINO's CPU plugin in fp32: (N,3,H,W) tensor in, (N,1,H,W) logits out."
     MAX_SHAPES = 4   # compiled input shapes kept in memory (tiles of one image size, a smaller last batch, a whole image)
@@ -93,15 +105,15 @@ class OpenVinoNet(nn.Module):
         threads:int|None=None,  # inference threads; default `torch.get_num_threads()`
     ):
         super().__init__()
-        try: import openvino as ov
-        except ImportError as e: raise ImportError('backend="openvino" needs OpenVINO: pip install "maskgen[openvino]" (or pip install openvino)') from e
+        ov = _import_openvino()
         self.path, self.threads = Path(path), threads or torch.get_num_threads()
-        self._core = ov.Core()
+        self._core, self._lock = ov.Core(), threading.Lock()
         self._network, self._requests = self._core.read_model(str(self.path)), {}
 
     def _request(self, shape:tuple):
-        "The infer request of the network compiled for input `shape` (compiled on first use, the oldest shape dropped past `MAX_SHAPES`)."
-        if shape not in self._requests:
+        "The infer request of the network compiled for input `shape`: compiled on first use, the least recently used shape dropped past `MAX_SHAPES`."
+        if shape in self._requests: self._requests[shape] = self._requests.pop(shape)   # now the most recently used
+        else:
             if len(self._requests) >= self.MAX_SHAPES: self._requests.pop(next(iter(self._requests)))
             network = self._network.clone()
             network.reshape({0: list(shape)})
@@ -111,8 +123,12 @@ class OpenVinoNet(nn.Module):
         return self._requests[shape]
 
     def forward(self, x:torch.Tensor)->torch.Tensor:
-        out = self._request(tuple(x.shape)).infer({0: x.detach().to('cpu', torch.float32).contiguous().numpy()})[0]
-        return torch.from_numpy(out.copy())   # the request reuses its output buffer on the next call
+        "Logits of the (N,3,H,W) batch `x`, H and W multiples of 32."
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+            raise ValueError(f"OpenVinoNet takes (N, 3, H, W) with H and W multiples of 32, not {tuple(x.shape)}")
+        data = x.detach().to('cpu', torch.float32).contiguous().numpy()
+        with self._lock:   # one infer request per shape: two threads in it at once would swap their outputs
+            return torch.from_numpy(self._request(tuple(x.shape)).infer({0: data})[0])   # a new array each call
 
     def __getstate__(self): return dict(path=self.path, threads=self.threads)   # compiled networks cannot be pickled
     def __setstate__(self, state): self.__init__(state['path'], state['threads'])
@@ -124,16 +140,18 @@ def openvino_twin(
     threads:int|None=None,     # OpenVINO threads; default `torch.get_num_threads()`
 )->OpenVinoNet:
     "An `OpenVinoNet` computing what `model` computes, from the same cached ONNX file as `onnx_twin`."
+    _import_openvino()   # before exporting: without OpenVINO there is nothing to export for
     return OpenVinoNet(folded_onnx(model, fingerprint), threads)
 
 def engine_twin(
-    model:nn.Module,  # a maskgen `Net`
-    engine:str,       # 'onnx' or 'openvino'
+    model:nn.Module,           # a maskgen `Net`
+    engine:str,                # 'onnx' or 'openvino'
     fingerprint:str|None=None, # `model_fingerprint(model)`, if known
+    threads:int|None=None,     # the engine's threads; default `torch.get_num_threads()`
 )->nn.Module:
     "The module that runs `model` on `engine`: `onnx_twin` or `openvino_twin`."
-    if engine == 'onnx': return onnx_twin(model, fingerprint)
-    if engine == 'openvino': return openvino_twin(model, fingerprint)
+    if engine == 'onnx': return onnx_twin(model, fingerprint, threads)
+    if engine == 'openvino': return openvino_twin(model, fingerprint, threads)
     raise ValueError(f"engine={engine!r}: use 'onnx' or 'openvino'")
 
 # %% ../nbs/07a_backend.ipynb #647b204b
@@ -152,7 +170,8 @@ def seconds_per_call(
     return best
 
 # %% ../nbs/07a_backend.ipynb #6e67b402
-ONNX_MARGIN = 1.1   # another engine replaces PyTorch only when it is at least 10% faster
+ENGINE_MARGIN = 1.1   # another engine replaces PyTorch only when it is at least 10% faster
+ONNX_MARGIN = ENGINE_MARGIN   # its earlier name
 PIN_VARIABLE = 'MASKGEN_BACKEND'   # environment variable that pins the engine of backend='auto': 'torch', 'onnx' or 'openvino'
 ENGINE_PACKAGES = {'onnx': ('onnxruntime', 'maskgen[onnx]'), 'openvino': ('openvino', 'maskgen[openvino]')}   # module, pip extra
 
@@ -174,7 +193,7 @@ def _cached_choice(fingerprint:str, device:torch.device, precision:str, size:int
     path = cache_dir('backend') / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.json"
     try:
         found = read_json(path) if path.exists() else None
-        if not (isinstance(found, dict) and found.get('key') == key and found.get('backend') in ENGINES): found = None
+        if not (isinstance(found, dict) and found.get('key') == key and found.get('backend') in ('torch', *installed_engines())): found = None
     except (OSError, ValueError): found = None
     return path, key, found
 
@@ -195,6 +214,7 @@ def pick_backend(
     if pinned:
         if pinned in engines: return dict(backend=pinned, seconds={}, cached=False, reason=f'{PIN_VARIABLE}={pinned}')
         module, extra = ENGINE_PACKAGES[pinned]
+        warnings.warn(f'{PIN_VARIABLE}={pinned}, but {module} is not installed: using PyTorch (pip install "{extra}")')
         return stay(f'{PIN_VARIABLE}={pinned}, but {module} is not installed (pip install "{extra}")')
     if not engines: return stay('neither onnxruntime nor openvino is installed (pip install "maskgen[onnx]")')
     fp = model_fingerprint(model)
@@ -205,9 +225,10 @@ def pick_backend(
         try: candidates[engine] = engine_twin(model, engine, fp)
         except Exception as e:   # an export or load failure is a reason to leave that engine out, not to fail
             warnings.warn(f"{engine} cannot run this network ({type(e).__name__}: {str(e)[:200]}); leaving it out")
+    if len(candidates) == 1: return stay('no other engine could run this network')   # not cached: the next generator tries again
     seconds = seconds_per_call(candidates, torch.randn(1, 3, size, size).clamp(-1, 1))
     fastest = min(seconds, key=seconds.get)
-    choice = dict(backend=fastest if seconds[fastest] * ONNX_MARGIN < seconds['torch'] else 'torch', seconds={k: round(v, 4) for k, v in seconds.items()},
+    choice = dict(backend=fastest if seconds[fastest] * ENGINE_MARGIN < seconds['torch'] else 'torch', seconds={k: round(v, 4) for k, v in seconds.items()},
                   size=size, reason=f'measured on a {size}² tile', key=key, measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, choice)
@@ -222,7 +243,11 @@ def cached_backend(
 )->str:
     "One line on the engine `backend='auto'` picks for `model` here, from the cache only (never measures)."
     if device.type != 'cpu': return f"torch ({device.type})"
-    if pinned := pinned_backend(): return f"{pick_backend(model, device, precision, size)['backend']} (pinned by {PIN_VARIABLE}={pinned})"   # no measuring when pinned
+    if pinned := pinned_backend():   # no measuring when pinned
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            choice = pick_backend(model, device, precision, size)
+        return f"{choice['backend']} (pinned by {PIN_VARIABLE}={pinned})" if choice['reason'] == f'{PIN_VARIABLE}={pinned}' else f"{choice['backend']} ({choice['reason']})"
     found = _cached_choice(model_fingerprint(model), device, precision, size)[2]
     if not found: return "not measured yet on this machine (MaskGenerator measures it on first use)"
     secs = ', '.join(f"{k} {v:.3g} s" for k, v in found['seconds'].items())

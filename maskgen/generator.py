@@ -292,7 +292,7 @@ def _mask(self:MaskGenerator, img:np.ndarray, s:dict, thr:float, progress:bool|N
     mask = np.empty(img.shape[:2], np.uint8)
     for r0, r1, p in self._tile_strips(img, intensity_range(img), s, progress):
         np.greater(p, thr, out=mask[r0:r1].view(bool))
-        del p   # free the strip while the next row of tiles runs: at 8192² it is 15 MB, 0.2 bytes per pixel of peak memory
+        del p   # free the strip while the next row of tiles runs (10-15 MB of float32 for an 8192 px wide image)
     mask *= 255
     return mask
 
@@ -360,6 +360,17 @@ def generate_and_save(self:MaskGenerator,
 LAZY_CLEAN_UP_ERROR = ("Clean-up (postprocess) works on the whole mask in memory, which a lazily read image is not given: "
                        "pass postprocess=None, and clean the mask up afterwards if it fits in memory")
 
+def _thresholded(
+    strips,    # (row_start, row_end, probabilities) in order
+    thr:float, # probability above which a pixel is foreground
+):
+    "`strips` of probabilities as 0/255 masks, each probability strip freed before the next is computed."
+    for r0, r1, p in strips:
+        m = np.where(p > thr, np.uint8(255), np.uint8(0))
+        del p
+        yield r0, r1, m
+        del m
+
 @patch
 def _lazy_result(self:MaskGenerator, image, strategy, channels, progress, plane, out, thr=None):
     "The probability map (`thr` None) or 0/255 mask of `image` read lazily: written to the path `out` (returned), into the array `out`, or returned."
@@ -372,10 +383,12 @@ def _lazy_result(self:MaskGenerator, image, strategy, channels, progress, plane,
         if s['name'] == 'tile' and all(n >= t for n, t in zip((H, W), tile_extent(img.shape, s['tile_size']))):
             strips = self._tile_strips(img, lazy_intensity_range(img), s, progress)
         else: strips = iter([(0, H, self._probability(img.load(), s, progress))])   # the whole image at once: it must fit
-        if thr is not None: strips = ((r0, r1, np.where(p > thr, np.uint8(255), np.uint8(0))) for r0, r1, p in strips)
+        if thr is not None: strips = _thresholded(strips, thr)
         if isinstance(out, (str, os.PathLike)): return save_strips(strips, out, (H, W), dtype)
         res = np.empty((H, W), dtype) if out is None else out
-        for r0, r1, p in strips: res[r0:r1] = p
+        for r0, r1, p in strips:
+            res[r0:r1] = p
+            del p   # free the strip while the next row of tiles runs
         return res
     finally:
         if img is not image: img.close()

@@ -328,6 +328,7 @@ def _chunk_rows(strips:Iterable, chunk:int, width:int, dtype, height:int)->Itera
             if filled == chunk:
                 yield top, top + chunk, buf
                 buf, top, filled = np.empty((chunk, width), dtype), top + chunk, 0
+        del a   # free the strip before the next one is computed
     if filled: yield top, top + filled, buf[:filled]
     if top + filled != height: raise ValueError(f"The strips end at row {top + filled}, but the image has {height} rows")
 

@@ -319,7 +319,7 @@ def make_train_state(
     config:dict,          # effective config from `train_config`
     steps_per_epoch:int,  # optimizer steps per epoch, to convert the epochs of the schedule to steps
     device:torch.device|str='cpu', # training device
-    epochs_done:int=0,    # epochs a resumed run has trained already: only the steps left decide whether to compile
+    epochs_trained:int=0, # epochs a resumed run has trained already: only the steps left decide whether to compile
 )->TrainState:
     "A fresh `TrainState` for `config`: model, EMA, AdamW, warmup+cosine schedule, scaler."
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -332,7 +332,7 @@ def make_train_state(
                               round(config['scheduler_params']['T-max'] * steps_per_epoch))
     amp_dtype, use_scaler = amp_settings(config['amp'], device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    compiled = use_compile(config['compile'], device, (config['epochs'] - epochs_done) * steps_per_epoch)
+    compiled = use_compile(config['compile'], device, (config['epochs'] - epochs_trained) * steps_per_epoch)
     forward = model
     if compiled:
         try: forward = torch.compile(model)

@@ -328,7 +328,7 @@ def train(
     workers = auto_num_workers(cfg['num_workers'])
     train_dl = make_loader(train_ds, cfg['batch_size'], True, workers, cfg['seed'], device)
     val_dl = make_loader(val_ds, cfg['batch_size'], False, workers, cfg['seed'], device)
-    state = make_train_state(cfg, len(train_dl), device, done)
+    state = make_train_state(cfg, len(train_dl), device, epochs_trained=done)
     start, best, extra = done + 1, {}, {}
     run_dir.mkdir(parents=True, exist_ok=True)
     _clean_partial_files(run_dir)
