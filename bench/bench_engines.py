@@ -10,11 +10,12 @@ plain export:
 - `openvino_bf16`: the folded graph with OpenVINO's bf16 hint, only on CPUs with native bf16 (AVX512-BF16 or AMX).
 
 Each engine runs the same 512² tile of the benchmark image in interleaved rounds (best of `--repeats`, after a
-warm-up) on `--threads` threads, and is checked against torch fp32 (max |Δlogit|, mean |Δprob|, mask Dice). Prints one JSON object.
+warm-up) on `--threads` threads, and is checked against torch fp32 (max |Δlogit|, mean |Δprob|, mask Dice). With
+`--memory`, each engine also runs one tile in a fresh process that reports its peak RSS growth. Prints one JSON object.
 
-    python bench/bench_engines.py [--models bench lab] [--threads 2] [--repeats 3] [--out FILE]
+    python bench/bench_engines.py [--models bench lab] [--threads 2] [--repeats 3] [--memory] [--out FILE]
 """
-import argparse, json, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 
@@ -47,13 +48,11 @@ def agreement(ref, out):
                 mask_dice=round(dice, 5))
 
 
-def bench_one(which, threads, repeats, work):
-    "Seconds per 512² tile of each engine for the model `which`, and agreement with torch fp32."
-    from maskgen.backend import onnx_twin, openvino_twin, OpenVinoNet, seconds_per_call, model_fingerprint, installed_engines
+def engine_modules(net, which, threads, work):
+    "The engines to compare for `net` ({name: callable on a batch}) and notes on their versions."
+    from maskgen.backend import onnx_twin, openvino_twin, OpenVinoNet, model_fingerprint, installed_engines
     from maskgen.engine import net_logits
     from maskgen.export import export_onnx
-    from maskgen.pixels import normalize_tile
-    net = bench_model(0, which)
     fp = model_fingerprint(net)
     engines, notes = {'torch': lambda t: net_logits(net, t, 'fp32'), 'onnxruntime': onnx_twin(net, fp, threads)}, {}
     if 'openvino' in installed_engines():
@@ -65,13 +64,48 @@ def bench_one(which, threads, repeats, work):
         if flags['avx512_bf16'] or flags['amx_bf16']:
             engines['openvino_bf16'], notes['openvino_bf16_precision'] = openvino_request(engines['openvino'].path, threads, 'bf16')
     else: notes['openvino'] = 'not installed (pip install openvino)'
-    x = torch.from_numpy(normalize_tile(bench_image(TILE), (0, 255)))[None]   # a 512² tile of the benchmark image
+    return engines, notes
+
+
+def bench_tile():
+    "A (1,3,512,512) tile of the benchmark image, normalized as maskgen normalizes it."
+    from maskgen.pixels import normalize_tile
+    return torch.from_numpy(normalize_tile(bench_image(TILE), (0, 255)))[None]
+
+
+def memory_probe(which, engine, threads):
+    "Run in a subprocess: the peak RSS growth (MB) of one 512² tile on `engine`, after the engine is built."
+    def rss(key):
+        for line in open('/proc/self/status'):
+            if line.startswith(key): return int(line.split()[1]) * 1024
+    with tempfile.TemporaryDirectory() as d:
+        f = engine_modules(bench_model(0, which), which, threads, Path(d))[0][engine]
+        x = bench_tile()
+        with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
+        base = rss('VmRSS:')
+        with torch.inference_mode(): f(x)
+        print(json.dumps({'extra_mb': round((rss('VmHWM:') - base) / 2**20, 1)}))
+
+
+def bench_one(which, threads, repeats, work, memory):
+    "Seconds per 512² tile of each engine for the model `which`, agreement with torch fp32 and, with `memory`, peak memory."
+    from maskgen.backend import seconds_per_call
+    from maskgen.engine import net_logits
+    net = bench_model(0, which)
+    engines, notes = engine_modules(net, which, threads, work)
+    x = bench_tile()
     seconds = seconds_per_call(engines, x, repeats)
     with torch.inference_mode(): ref = net_logits(net, x, 'fp32')
-    return dict(model=f'Net({MODELS[which][0]}, {MODELS[which][1]})', **notes,
-                seconds_per_tile={k: round(v, 4) for k, v in seconds.items()},
-                vs_onnxruntime={k: round(seconds['onnxruntime'] / v, 3) for k, v in seconds.items()},
-                agreement={k: agreement(ref, f(x)) for k, f in engines.items() if k != 'torch'})
+    res = dict(model=f'Net({MODELS[which][0]}, {MODELS[which][1]})', **notes,
+               seconds_per_tile={k: round(v, 4) for k, v in seconds.items()},
+               vs_onnxruntime={k: round(seconds['onnxruntime'] / v, 3) for k, v in seconds.items()},
+               agreement={k: agreement(ref, f(x)) for k, f in engines.items() if k != 'torch'})
+    if memory:   # each engine in a fresh process, so one engine's arena does not hide another's
+        res['peak_extra_mb_one_tile'] = {}
+        for k in engines:
+            out = subprocess.run([sys.executable, __file__, '--memory-probe', which, k, '--threads', str(threads)], capture_output=True, text=True, env=os.environ)
+            res['peak_extra_mb_one_tile'][k] = json.loads(out.stdout.strip().splitlines()[-1])['extra_mb'] if out.returncode == 0 else out.stderr[-300:]
+    return res
 
 
 def main():
@@ -80,13 +114,16 @@ def main():
     ap.add_argument('--threads', type=int, default=2, help='threads of every engine')
     ap.add_argument('--repeats', type=int, default=3, help='timed rounds after one warm-up round')
     ap.add_argument('--out', help='also write the JSON here')
+    ap.add_argument('--memory', action='store_true', help="also each engine's peak memory for one tile, in a fresh process (Linux)")
+    ap.add_argument('--memory-probe', nargs=2, metavar=('MODEL', 'ENGINE'), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_probe: return memory_probe(*args.memory_probe, args.threads)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as d:
         res = dict(cpu=cpu_info(), threads=args.threads, tile=TILE, torch=torch.__version__,
                    onnxruntime=__import__('onnxruntime').__version__, repeats=args.repeats,
-                   models={m: bench_one(m, args.threads, args.repeats, Path(d)) for m in args.models})
+                   models={m: bench_one(m, args.threads, args.repeats, Path(d), args.memory) for m in args.models})
     res['wall_s'] = round(time.time() - t0, 1)
     text = json.dumps(res, indent=1)
     print(text)

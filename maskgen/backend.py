@@ -13,9 +13,10 @@ from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
-__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'ONNX_MARGIN', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend',
-           'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin',
-           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend', 'cached_backend']
+__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'ONNX_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
+           'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet',
+           'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend',
+           'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -158,13 +159,15 @@ def engine_twin(
 def seconds_per_call(
     candidates:dict, # name: callable on `x`
     x:torch.Tensor,  # their input
-    repeats:int=3,   # timed rounds after one untimed warm-up round
+    repeats:int=3,   # timed rounds after one untimed warm-up round, at most
+    budget:float=float('inf'), # seconds after which no further timed round starts (one always runs)
 )->dict:
-    "The fastest of `repeats` timed calls of each candidate on `x`, in interleaved rounds so passing load hits all alike."
-    best = {k: float('inf') for k in candidates}
+    "The fastest of up to `repeats` timed calls of each candidate on `x`, in interleaved rounds so passing load hits all alike."
+    best, start = {k: float('inf') for k in candidates}, time.perf_counter()
     with torch.inference_mode():
         for f in candidates.values(): f(x)
-        for _ in range(repeats):
+        for r in range(repeats):
+            if r and time.perf_counter() - start > budget: break
             for k, f in candidates.items():
                 t0 = time.perf_counter(); f(x); best[k] = min(best[k], time.perf_counter() - t0)
     return best
@@ -172,6 +175,7 @@ def seconds_per_call(
 # %% ../nbs/07a_backend.ipynb #6e67b402
 ENGINE_MARGIN = 1.1   # another engine replaces PyTorch only when it is at least 10% faster
 ONNX_MARGIN = ENGINE_MARGIN   # its earlier name
+MEASURE_BUDGET = 20.   # seconds of timing after which pick_backend starts no further round (see `seconds_per_call`)
 PIN_VARIABLE = 'MASKGEN_BACKEND'   # environment variable that pins the engine of backend='auto': 'torch', 'onnx' or 'openvino'
 ENGINE_PACKAGES = {'onnx': ('onnxruntime', 'maskgen[onnx]'), 'openvino': ('openvino', 'maskgen[openvino]')}   # module, pip extra
 
@@ -226,7 +230,7 @@ def pick_backend(
         except Exception as e:   # an export or load failure is a reason to leave that engine out, not to fail
             warnings.warn(f"{engine} cannot run this network ({type(e).__name__}: {str(e)[:200]}); leaving it out")
     if len(candidates) == 1: return stay('no other engine could run this network')   # not cached: the next generator tries again
-    seconds = seconds_per_call(candidates, torch.randn(1, 3, size, size).clamp(-1, 1))
+    seconds = seconds_per_call(candidates, torch.randn(1, 3, size, size).clamp(-1, 1), budget=MEASURE_BUDGET)
     fastest = min(seconds, key=seconds.get)
     choice = dict(backend=fastest if seconds[fastest] * ENGINE_MARGIN < seconds['torch'] else 'torch', seconds={k: round(v, 4) for k, v in seconds.items()},
                   size=size, reason=f'measured on a {size}² tile', key=key, measured=time.strftime('%Y-%m-%dT%H:%M:%S'))

@@ -6,8 +6,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault('FIFTYONE_DO_NOT_TRACK', 'true')
 os.environ.setdefault('MPLBACKEND', 'Agg')
-# one engine for the whole suite: backend='auto' would time both engines once for each new set of weights, seconds
-# each (the notebooks test that measurement); the CLI subprocesses inherit it
+# one engine for the whole suite: backend='auto' would time every installed engine once for each new set of weights,
+# seconds each (the notebooks test that measurement); the CLI subprocesses inherit it
 os.environ.setdefault('MASKGEN_BACKEND', 'torch')
 
 
