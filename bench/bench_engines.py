@@ -74,13 +74,14 @@ def bench_tile():
 
 
 def memory_probe(which, engine, threads):
-    "Run in a subprocess: the peak RSS growth (MB) of one 512² tile on `engine`, after the engine is built."
+    "Run in a subprocess: the peak RSS growth (MiB) of one 512² tile on `engine`, after the engine is built (and compiled)."
     def rss(key):
         for line in open('/proc/self/status'):
             if line.startswith(key): return int(line.split()[1]) * 1024
     with tempfile.TemporaryDirectory() as d:
         f = engine_modules(bench_model(0, which), which, threads, Path(d))[0][engine]
         x = bench_tile()
+        if hasattr(f, '_request'): f._request(tuple(x.shape))   # OpenVinoNet compiles lazily: compile first, as the others are built first
         with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
         base = rss('VmRSS:')
         with torch.inference_mode(): f(x)
@@ -104,7 +105,8 @@ def bench_one(which, threads, repeats, work, memory):
         res['peak_extra_mb_one_tile'] = {}
         for k in engines:
             out = subprocess.run([sys.executable, __file__, '--memory-probe', which, k, '--threads', str(threads)], capture_output=True, text=True, env=os.environ)
-            res['peak_extra_mb_one_tile'][k] = json.loads(out.stdout.strip().splitlines()[-1])['extra_mb'] if out.returncode == 0 else out.stderr[-300:]
+            lines = out.stdout.strip().splitlines()
+            res['peak_extra_mb_one_tile'][k] = json.loads(lines[-1])['extra_mb'] if out.returncode == 0 and lines else out.stderr[-300:]
     return res
 
 

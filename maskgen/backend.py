@@ -13,10 +13,9 @@ from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
-__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'ONNX_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
-           'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet',
-           'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend',
-           'cached_backend']
+__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend',
+           'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin',
+           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -128,7 +127,7 @@ class OpenVinoNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"OpenVinoNet takes (N, 3, H, W) with H and W multiples of 32, not {tuple(x.shape)}")
         data = x.detach().to('cpu', torch.float32).contiguous().numpy()
-        with self._lock:   # one infer request per shape: two threads in it at once would swap their outputs
+        with self._lock:   # one infer request per shape, and an infer request is not re-entrant
             return torch.from_numpy(self._request(tuple(x.shape)).infer({0: data})[0])   # a new array each call
 
     def __getstate__(self): return dict(path=self.path, threads=self.threads)   # compiled networks cannot be pickled
@@ -159,14 +158,16 @@ def engine_twin(
 def seconds_per_call(
     candidates:dict, # name: callable on `x`
     x:torch.Tensor,  # their input
-    repeats:int=3,   # timed rounds after one untimed warm-up round, at most
-    budget:float=float('inf'), # seconds after which no further timed round starts (one always runs)
+    repeats:int=3,   # timed rounds, at most
+    budget:float=float('inf'), # seconds, counted from the start (warm-up included), after which no further timed round starts; one always runs
+    warm_up:bool=True, # first an untimed round (False: the caller has called each candidate on `x` already)
 )->dict:
     "The fastest of up to `repeats` timed calls of each candidate on `x`, in interleaved rounds so passing load hits all alike."
     best, start = {k: float('inf') for k in candidates}, time.perf_counter()
     with torch.inference_mode():
-        for f in candidates.values(): f(x)
-        for r in range(repeats):
+        if warm_up:
+            for f in candidates.values(): f(x)
+        for r in range(max(1, repeats)):
             if r and time.perf_counter() - start > budget: break
             for k, f in candidates.items():
                 t0 = time.perf_counter(); f(x); best[k] = min(best[k], time.perf_counter() - t0)
@@ -174,7 +175,6 @@ def seconds_per_call(
 
 # %% ../nbs/07a_backend.ipynb #6e67b402
 ENGINE_MARGIN = 1.1   # another engine replaces PyTorch only when it is at least 10% faster
-ONNX_MARGIN = ENGINE_MARGIN   # its earlier name
 MEASURE_BUDGET = 20.   # seconds of timing after which pick_backend starts no further round (see `seconds_per_call`)
 PIN_VARIABLE = 'MASKGEN_BACKEND'   # environment variable that pins the engine of backend='auto': 'torch', 'onnx' or 'openvino'
 ENGINE_PACKAGES = {'onnx': ('onnxruntime', 'maskgen[onnx]'), 'openvino': ('openvino', 'maskgen[openvino]')}   # module, pip extra
@@ -224,13 +224,17 @@ def pick_backend(
     fp = model_fingerprint(model)
     path, key, found = _cached_choice(fp, device, precision, size)
     if found and not refresh: return {**found, 'cached': True}
-    candidates = {'torch': lambda t: net_logits(model, t, precision)}
+    x, candidates = torch.randn(1, 3, size, size).clamp(-1, 1), {'torch': lambda t: net_logits(model, t, precision)}
     for engine in engines:
-        try: candidates[engine] = engine_twin(model, engine, fp)
-        except Exception as e:   # an export or load failure is a reason to leave that engine out, not to fail
+        try:
+            twin = engine_twin(model, engine, fp)
+            with torch.inference_mode(): twin(x)   # the warm-up: OpenVINO compiles here, so a failure to compile leaves it out too
+            candidates[engine] = twin
+        except Exception as e:   # an export, load or compile failure is a reason to leave that engine out, not to fail
             warnings.warn(f"{engine} cannot run this network ({type(e).__name__}: {str(e)[:200]}); leaving it out")
     if len(candidates) == 1: return stay('no other engine could run this network')   # not cached: the next generator tries again
-    seconds = seconds_per_call(candidates, torch.randn(1, 3, size, size).clamp(-1, 1), budget=MEASURE_BUDGET)
+    with torch.inference_mode(): candidates['torch'](x)
+    seconds = seconds_per_call(candidates, x, budget=MEASURE_BUDGET, warm_up=False)
     fastest = min(seconds, key=seconds.get)
     choice = dict(backend=fastest if seconds[fastest] * ENGINE_MARGIN < seconds['torch'] else 'torch', seconds={k: round(v, 4) for k, v in seconds.items()},
                   size=size, reason=f'measured on a {size}² tile', key=key, measured=time.strftime('%Y-%m-%dT%H:%M:%S'))

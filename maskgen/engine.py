@@ -281,7 +281,7 @@ def tiled_probability(
     progress:Callable|None=None,   # called with the number of tiles just done
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
-    if overlap is None: overlap = default_overlap(tile_size if isinstance(tile_size, (int, np.integer)) else tile_size[0])   # as `tiled_region_probability`
+    if overlap is None: overlap = default_overlap(tile_size if isinstance(tile_size, (int, np.integer)) else min(tile_size))   # of the shorter side
     H, W = image.shape[:2]
     th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window)
     acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
