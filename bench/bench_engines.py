@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import bench_model, bench_image, cpu_info, MODELS   # noqa: E402
+from bench_inference import bench_model, bench_image, cpu_info, rss, MODELS   # noqa: E402
 
 TILE = 512
 
@@ -75,9 +75,6 @@ def bench_tile():
 
 def memory_probe(which, engine, threads):
     "Run in a subprocess: the peak RSS growth (MiB) of one 512² tile on `engine`, after the engine is built (and compiled)."
-    def rss(key):
-        for line in open('/proc/self/status'):
-            if line.startswith(key): return int(line.split()[1]) * 1024
     with tempfile.TemporaryDirectory() as d:
         f = engine_modules(bench_model(0, which), which, threads, Path(d))[0][engine]
         x = bench_tile()

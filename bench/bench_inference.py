@@ -151,11 +151,14 @@ def first_call_probe(which, size, device):
                       'backend_cached': (gen.backend_choice or {}).get('cached')}))
 
 
+def rss(key):
+    "This process's memory figure `key` of /proc/self/status in bytes ('VmRSS:' now, 'VmHWM:' its peak)."
+    for line in open('/proc/self/status'):
+        if line.startswith(key): return int(line.split()[1]) * 1024
+
+
 def memory_probe(size, which, model_name):
     "Run in a subprocess: peak RSS growth (bytes/pixel) while masking a size x size RGB image."
-    def rss(key):
-        for line in open('/proc/self/status'):
-            if line.startswith(key): return int(line.split()[1]) * 1024
     net = bench_model(which=model_name)
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     if which.startswith('maskgen'):   # maskgen (backend='auto'), maskgen_torch, maskgen_onnx or maskgen_openvino

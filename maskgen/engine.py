@@ -206,10 +206,10 @@ def balanced_tile(
 
 # %% ../nbs/04_engine.ipynb #80ed0332
 def default_overlap(
-    tile_size:int, # tile side in pixels
+    tile_size:int|tuple, # tile side in pixels, or (height, width)
 )->int:
-    "The overlap of tiles when none is named: three eighths of the tile."
-    return tile_size * 3 // 8
+    "The overlap of tiles when none is named: three eighths of the tile's shorter side."
+    return (tile_size if isinstance(tile_size, (int, np.integer)) else min(tile_size)) * 3 // 8
 
 # %% ../nbs/04_engine.ipynb #cfa8c90c
 BLEND_WINDOWS = ('hann', 'linear', 'gaussian')
@@ -281,7 +281,7 @@ def tiled_probability(
     progress:Callable|None=None,   # called with the number of tiles just done
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
-    if overlap is None: overlap = default_overlap(tile_size if isinstance(tile_size, (int, np.integer)) else min(tile_size))   # of the shorter side
+    if overlap is None: overlap = default_overlap(tile_size)
     H, W = image.shape[:2]
     th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window)
     acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum

@@ -276,7 +276,7 @@ def tiled_region_probability(
     "The (r1-r0, c1-c0) float32 piece `region` of `tiled_probability`'s map of `image`, computed from the tiles that reach it."
     import torch
     th, tw = (tile_size, tile_size) if is_integer(tile_size) else tile_size
-    if overlap is None: overlap = default_overlap(min(th, tw))   # as `tiled_probability`: of the shorter side
+    if overlap is None: overlap = default_overlap(tile_size)
     H, W = image.shape[:2]
     r0, r1, c0, c1 = region
     if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W): raise ValueError(f"region={region!r} is not inside the image of {H}x{W} px (rows, then columns)")
