@@ -1,4 +1,5 @@
-"""Inference engines per 512² tile on the CPU: maskgen's PyTorch path, ONNX Runtime and OpenVINO, both models.
+"""Inference engines per 512² tile on the CPU: maskgen's PyTorch path, ONNX Runtime and OpenVINO, for the benchmark and lab-size
+networks and (`--models default`) the embedded default model.
 
 Issue 16 lists the candidate engines to measure, not assume; `backend="auto"` picks among those installed by timing one
 tile. This bench times each, OpenVINO (`pip install openvino`) on the same ONNX graphs ONNX Runtime runs and on the
@@ -13,7 +14,7 @@ Each engine runs the same 512² tile of the benchmark image in interleaved round
 warm-up) on `--threads` threads, and is checked against torch fp32 (max |Δlogit|, mean |Δprob|, mask Dice). With
 `--memory`, each engine also runs one tile in a fresh process that reports its peak RSS growth. Prints one JSON object.
 
-    python bench/bench_engines.py [--models bench lab] [--threads 2] [--repeats 3] [--memory] [--out FILE]
+    python bench/bench_engines.py [--models bench lab default] [--threads 2] [--repeats 3] [--memory] [--out FILE]
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -23,6 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import bench_model, bench_image, cpu_info, rss, MODELS   # noqa: E402
 
 TILE = 512
+ENGINE_MODELS = [*MODELS, 'default']   # the benchmark and lab-size networks (random weights), and the embedded default model
+
+
+def engine_net(which):
+    "The network `which` of `ENGINE_MODELS`, in fp32 on the CPU."
+    if which != 'default': return bench_model(0, which)
+    from maskgen.checkpoint import load_model, DEFAULT_WEIGHTS
+    return load_model(DEFAULT_WEIGHTS)[0].float().eval()
 
 
 def openvino_request(path, threads, precision=None):
@@ -76,7 +85,7 @@ def bench_tile():
 def memory_probe(which, engine, threads):
     "Run in a subprocess: the peak RSS growth (MiB) of one 512² tile on `engine`, after the engine is built (and compiled)."
     with tempfile.TemporaryDirectory() as d:
-        f = engine_modules(bench_model(0, which), which, threads, Path(d))[0][engine]
+        f = engine_modules(engine_net(which), which, threads, Path(d))[0][engine]
         x = bench_tile()
         if hasattr(f, '_request'): f._request(tuple(x.shape))   # OpenVinoNet compiles lazily: compile first, as the others are built first
         with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
@@ -89,12 +98,12 @@ def bench_one(which, threads, repeats, work, memory):
     "Seconds per 512² tile of each engine for the model `which`, agreement with torch fp32 and, with `memory`, peak memory."
     from maskgen.backend import seconds_per_call
     from maskgen.engine import net_logits
-    net = bench_model(0, which)
+    net = engine_net(which)
     engines, notes = engine_modules(net, which, threads, work)
     x = bench_tile()
     seconds = seconds_per_call(engines, x, repeats)
     with torch.inference_mode(): ref = net_logits(net, x, 'fp32')
-    res = dict(model=f'Net({MODELS[which][0]}, {MODELS[which][1]})', **notes,
+    res = dict(model=repr(net), **notes,
                seconds_per_tile={k: round(v, 4) for k, v in seconds.items()},
                vs_onnxruntime={k: round(seconds['onnxruntime'] / v, 3) for k, v in seconds.items()},
                agreement={k: agreement(ref, f(x)) for k, f in engines.items() if k != 'torch'})
@@ -109,7 +118,7 @@ def bench_one(which, threads, repeats, work, memory):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--models', nargs='+', default=['bench', 'lab'], choices=list(MODELS), help='which models')
+    ap.add_argument('--models', nargs='+', default=['bench', 'lab'], choices=ENGINE_MODELS, help='which models: the benchmark and lab-size networks, and the embedded default model')
     ap.add_argument('--threads', type=int, default=2, help='threads of every engine')
     ap.add_argument('--repeats', type=int, default=3, help='timed rounds after one warm-up round')
     ap.add_argument('--out', help='also write the JSON here')
@@ -117,6 +126,8 @@ def main():
     ap.add_argument('--memory-probe', nargs=2, metavar=('MODEL', 'ENGINE'), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from maskgen.engine import keep_freed_memory
+    keep_freed_memory()   # as MaskGenerator does on the CPU, so the PyTorch engine is timed as it runs there
     if args.memory_probe: return memory_probe(*args.memory_probe, args.threads)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as d:

@@ -14,6 +14,10 @@ Reports seconds, MP/s, useful GFLOP/s (image megapixels x the model's GFLOP per 
 a 4096^2 fp32 matmul measured in the same run, the CPU's flags, the ratios, agreement with fp32 eager PyTorch, and
 the first call of a fresh process (cache warm). Prints one JSON object.
 
+maskgen's generator sets `maskgen.engine.keep_freed_memory` for the whole process when it is created (first), so the
+lab's loop and MONAI, measured after it in the same process, run with glibc keeping freed memory too: the ratios
+understate maskgen's lead by the page faults the lab's loop pays in a process of its own.
+
     python bench/bench_inference.py [--model bench|lab] [--size 2048] [--threads 2] [--device cpu|cuda]
                                     [--skip-monai] [--skip-lab-compiled] [--skip-memory] [--memory-size 8192]
 """

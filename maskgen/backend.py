@@ -15,7 +15,8 @@ from .hub import cache_dir
 # %% auto #0
 __all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend',
            'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin',
-           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'pick_backend', 'cached_backend']
+           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'tile_size_key', 'pick_backend',
+           'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -191,7 +192,14 @@ def installed_engines()->list[str]:
     import importlib.util
     return [e for e, (module, _) in ENGINE_PACKAGES.items() if importlib.util.find_spec(module) is not None]
 
-def _cached_choice(fingerprint:str, device:torch.device, precision:str, size:int)->tuple:
+def tile_size_key(
+    size:int|tuple, # a tile side, or (height, width)
+)->int|list:
+    "`size` as `pick_backend` keys its measurements: a side for a square tile, [height, width] otherwise."
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return h if h == w else [h, w]
+
+def _cached_choice(fingerprint:str, device:torch.device, precision:str, size:int|list)->tuple:
     "(cache file, key, the cached choice or None) of a model fingerprint here; a file that cannot be read counts as none."
     key = dict(model=fingerprint, precision=precision, size=size, **machine_key(device))
     path = cache_dir('backend') / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.json"
@@ -205,7 +213,7 @@ def pick_backend(
     model:nn.Module,        # the network, on `device`
     device:torch.device,    # where it runs
     precision:str='fp32',   # the PyTorch path's precision ('fp32' or 'bf16')
-    size:int=512,           # side of the tile to time
+    size:int|tuple=512,     # side of the tile to time, or its (height, width)
     refresh:bool=False,     # measure again even when a choice is cached
 )->dict:
     "The fastest engine for `model` here: {'backend', 'seconds' per tile of each, 'cached', 'reason'}, measured once and cached."
@@ -221,10 +229,11 @@ def pick_backend(
         warnings.warn(f'{PIN_VARIABLE}={pinned}, but {module} is not installed: using PyTorch (pip install "{extra}")')
         return stay(f'{PIN_VARIABLE}={pinned}, but {module} is not installed (pip install "{extra}")')
     if not engines: return stay('neither onnxruntime nor openvino is installed (pip install "maskgen[onnx]")')
-    fp = model_fingerprint(model)
+    fp, size = model_fingerprint(model), tile_size_key(size)
     path, key, found = _cached_choice(fp, device, precision, size)
     if found and not refresh: return {**found, 'cached': True}
-    x, candidates = torch.randn(1, 3, size, size).clamp(-1, 1), {'torch': lambda t: net_logits(model, t, precision)}
+    h, w = (size, size) if isinstance(size, int) else size
+    x, candidates = torch.randn(1, 3, h, w).clamp(-1, 1), {'torch': lambda t: net_logits(model, t, precision)}
     for engine in engines:
         try:
             twin = engine_twin(model, engine, fp)
@@ -237,7 +246,7 @@ def pick_backend(
     seconds = seconds_per_call(candidates, x, budget=MEASURE_BUDGET, warm_up=False)
     fastest = min(seconds, key=seconds.get)
     choice = dict(backend=fastest if seconds[fastest] * ENGINE_MARGIN < seconds['torch'] else 'torch', seconds={k: round(v, 4) for k, v in seconds.items()},
-                  size=size, reason=f'measured on a {size}² tile', key=key, measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
+                  size=size, reason=f'measured on a {h}×{w} tile', key=key, measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, choice)
     return {**choice, 'cached': False}

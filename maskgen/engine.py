@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_engine.ipynb #41fb067b
 from __future__ import annotations
-import math
+import functools, math, os, platform
 from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
@@ -14,9 +14,9 @@ from .pixels import normalize_tile
 from .model import Net, GRN
 
 # %% auto #0
-__all__ = ['BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits', 'tile_starts', 'balanced_tile',
-           'default_overlap', 'blend_profile', 'TileGrid', 'tile_grid', 'tiled_probability', 'check_clean_up',
-           'clean_mask']
+__all__ = ['KEEP_FREED_VARIABLE', 'BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits',
+           'keep_freed_memory', 'tile_starts', 'balanced_tile', 'default_overlap', 'blend_profile', 'TileGrid',
+           'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -37,42 +37,42 @@ def _fold_output(pw2:nn.Conv2d, final:nn.Conv2d, grn:nn.Module)->tuple[Tensor, T
     beta = grn.beta.reshape(-1) if hasattr(grn, 'beta') else torch.zeros(4 * C, dtype=W2.dtype, device=W2.device)
     return wf, wf @ W2, wf @ (W2 @ beta + pw2.bias) + final.bias.reshape(())
 
+def _channel_step(K:int, P:int, channel_bytes:int)->int:
+    "The largest divisor of `K` expanded channels whose float32 values over `P` pixels fit in `channel_bytes` (at least 1)."
+    most = max(1, min(K, channel_bytes // (4 * P)))
+    return next(k for k in range(most, 0, -1) if K % k == 0)
+
 def fused_head(
     predict:nn.Sequential,   # `Net.decoder.predict`: [Upsample ×4, Block(C), Conv2d(C,1,1)]
     features:Tensor,         # (N,C,h,w) decoder features at stride 4
     precision:str='fp32',    # 'fp32', or 'bf16' for the channel expansion and GELU
     chunk_pixels:int=1<<14,  # pixels per strip of upsampling and depthwise convolution; bounds the working memory
     block_pixels:int=1<<12,  # pixels per block of the 4C-channel expansion, small enough to stay in the CPU's cache
-    cache_bytes:int=1<<26,   # keep the depthwise-conv output between passes when it fits in this many bytes (a 512² tile at 64 channels)
+    cache_bytes:int=1<<27,   # global norm: keep the depthwise-conv output when it fits in this many bytes (a 512² tile of up to 128 channels), so each pixel is expanded once
+    channel_bytes:int=1<<24, # global norm: bytes of expanded channels held at once while their GRN statistics are gathered (16 of a 512² tile)
 )->Tensor:
     "Logits (N,1,4h,4w) of `predict(features)`, computed in strips of rows with the head's last layers folded together."
     _, blk, final = predict
     dw, gn, pw1, _, grn, pw2 = blk.block
     N, C, h, w = features.shape
-    H, W = 4 * h, 4 * w
+    H, W, K = 4 * h, 4 * w, 4 * C
     rows = max(4, chunk_pixels // W)
     strips = [(r, min(H, r + rows)) for r in range(0, H, rows)]
     wf, a, const = _fold_output(pw2, final, grn)
-    W1, b1 = pw1.weight.reshape(4 * C, C), pw1.bias
+    W1, b1 = pw1.weight.reshape(K, C), pw1.bias
     cdt = torch.bfloat16 if precision == 'bf16' else features.dtype
+    feats = features.contiguous(memory_format=torch.channels_last)   # the depthwise convolution runs about twice as fast on channels-last
     out = features.new_empty(N, 1, H, W)
 
     def strip(r0, r1):
         "The residual's logits (N,P) and the depthwise-conv output (N,P,C), pixels first, for the P pixels of rows r0:r1."
         fa, fb = max(0, (r0 - 3) // 4 - 2), min(h, (r1 + 3) // 4 + 3)   # feature rows with enough margin
-        u = F.interpolate(features[:, :, fa:fb], scale_factor=4, mode='bilinear', align_corners=False)
+        u = F.interpolate(feats[:, :, fa:fb], scale_factor=4, mode='bilinear', align_corners=False)
         lo, hi = max(0, r0 - 3), min(H, r1 + 3)
         u = u[:, :, lo - 4 * fa: hi - 4 * fa]
         d = F.conv2d(F.pad(u, (3, 3, 3 - (r0 - lo), 3 - (hi - r1))), dw.weight, groups=C)
         res = u[:, :, r0 - lo: r0 - lo + r1 - r0].permute(0, 2, 3, 1).reshape(N, -1, C) @ wf   # the residual through the final conv
         return res, d.permute(0, 2, 3, 1).reshape(N, -1, C)
-
-    kept = {} if N * C * H * W * features.element_size() <= cache_bytes else None
-    def strip_once(r0, r1):
-        "`strip(r0, r1)`, computed once per head when `cache_bytes` allows (the global-norm head reads it in three passes)."
-        if kept is None: return strip(r0, r1)
-        if (r0, r1) not in kept: kept[(r0, r1)] = strip(r0, r1)
-        return kept[(r0, r1)]
 
     def blocks(n): return [(p, min(n, p + block_pixels)) for p in range(0, n, block_pixels)]
 
@@ -86,36 +86,68 @@ def fused_head(
                     z = F.gelu(torch.addmm(bt, F.layer_norm(d[i, p0:p1], (C,), eps=gn.eps).to(cdt), Wt))
                     o[p0:p1] = z.float() @ a + res[i, p0:p1] + const
         return out
+
+    def moments(d):
+        "(mean, sum of squared deviations, count) of each sample's values in `d` (N,P,C), for `_combine_moments`."
+        d = d.reshape(N, -1)
+        m = d.mean(1)
+        return [(mi, m2i, d.shape[1]) for mi, m2i in zip(m.tolist(), (d - m[:, None]).square_().sum(1).tolist())]
+    def folded(i, stats):
+        "GroupNorm(1, C)'s normalisation and affine of sample `i` folded into the expansion: z = gelu(d @ W + b)."
+        mean, var = _combine_moments(stats)
+        scale = gn.weight / math.sqrt(var + gn.eps)
+        return (W1 * scale[None]).t().to(cdt), (b1 + W1 @ (gn.bias - scale * mean)).to(cdt)
+
+    if N * C * H * W * features.element_size() <= cache_bytes:
+        # one pass of the expansion: the GRN's statistics are per channel, so a slice of channels at a time, all pixels, gives them
+        # exactly; out = Σ a·z + (Σ a·γ·gx·z) / (mean(gx) + eps), both sums gathered slice by slice
+        P = H * W
+        d, res, stats = features.new_empty(N, P, C), features.new_empty(N, P), [[] for _ in range(N)]
+        for r0, r1 in strips:
+            res[:, r0 * W:r1 * W], d[:, r0 * W:r1 * W] = strip(r0, r1)
+            for i, s in enumerate(moments(d[:, r0 * W:r1 * W])): stats[i].append(s)
+        k = _channel_step(K, P, channel_bytes)
+        z, gamma = features.new_empty(P, k), grn.gamma.reshape(K)
+        wide = [(p, min(P, p + block_pixels * K // k)) for p in range(0, P, block_pixels * K // k)]   # blocks of k channels, as many bytes as `blocks`'
+        for i in range(N):
+            Wi, bi = folded(i, stats[i])
+            di = d[i].to(cdt)
+            plain, scaled, gx_sum = res[i] + const, torch.zeros_like(res[i]), 0.
+            for c0 in range(0, K, k):
+                sq = features.new_zeros(k)
+                for p0, p1 in wide:
+                    zb = z[p0:p1]
+                    if cdt == z.dtype: torch.ops.aten.gelu_(torch.addmm(bi[c0:c0 + k], di[p0:p1], Wi[:, c0:c0 + k], out=zb))
+                    else: zb.copy_(F.gelu(torch.addmm(bi[c0:c0 + k], di[p0:p1], Wi[:, c0:c0 + k])))
+                    sq += zb.square().sum(0)
+                    plain[p0:p1].addmv_(zb, a[c0:c0 + k])
+                gx = sq.sqrt()
+                gx_sum = gx_sum + gx.sum()
+                scaled.addmv_(z, a[c0:c0 + k] * gamma[c0:c0 + k] * gx)
+            out[i, 0] = (plain + scaled / (gx_sum / K + grn.eps)).view(H, W)
+        return out
+
+    # too large to keep (a whole large image): three passes over strips, computed again each time
     # pass 1: GroupNorm(1, C) statistics of d, per sample
     stats = [[] for _ in range(N)]
     for r0, r1 in strips:
-        d = strip_once(r0, r1)[1].reshape(N, -1)
-        m = d.mean(1)
-        m2 = (d - m[:, None]).pow(2).sum(1)
-        for i, (mi, m2i) in enumerate(zip(m.tolist(), m2.tolist())): stats[i].append((mi, m2i, d.shape[1]))
-    # fold GroupNorm's normalisation and affine into the expansion: z = gelu(W1' d + b1')
-    folded = []
-    for i in range(N):
-        mean, var = _combine_moments(stats[i])
-        scale = gn.weight / math.sqrt(var + gn.eps)
-        Wi = (W1 * scale[None]).t().to(cdt)
-        bi = (b1 + W1 @ (gn.bias - scale * mean)).to(cdt)
-        folded.append((Wi, bi))
+        for i, s in enumerate(moments(strip(r0, r1)[1])): stats[i].append(s)
+    weights = [folded(i, stats[i]) for i in range(N)]
     def expand(d, i):
         "GELU of the folded expansion of the pixels `d` (P,C) of sample `i`, as (P,4C) floats."
-        Wi, bi = folded[i]
+        Wi, bi = weights[i]
         return F.gelu(torch.addmm(bi, d.to(cdt), Wi)).float()
     # pass 2: GRN statistics, the L2 norm of each expanded channel
-    sq = features.new_zeros(N, 4 * C)
+    sq = features.new_zeros(N, K)
     for r0, r1 in strips:
-        d = strip_once(r0, r1)[1]
+        d = strip(r0, r1)[1]
         for i in range(N):
             for p0, p1 in blocks(d.shape[1]): sq[i] += expand(d[i, p0:p1], i).pow(2).sum(0)
     gx = sq.sqrt()
     v = a * (1 + grn.gamma * gx / (gx.mean(1, keepdim=True) + grn.eps))   # (N, 4C)
     # pass 3: the output, residual included
     for r0, r1 in strips:
-        res, d = strip_once(r0, r1)
+        res, d = strip(r0, r1)
         for i in range(N):
             o = out[i, 0, r0:r1].view(-1)
             for p0, p1 in blocks(d.shape[1]): o[p0:p1] = expand(d[i, p0:p1], i) @ v[i] + res[i, p0:p1] + const
@@ -177,6 +209,23 @@ def net_logits(
         with torch.autocast('cuda', dtype=torch.bfloat16): feats = model.decoder.features(model.encoder(x)).float()
     else: feats = model.decoder.features(model.encoder(x))
     return fused_head(model.decoder.predict, feats, precision=precision)
+
+# %% ../nbs/04_engine.ipynb #0d21d2f9
+KEEP_FREED_VARIABLE = 'MASKGEN_KEEP_FREED_MEMORY'   # set to 0 to leave glibc's malloc as it is
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameters (malloc.h)
+
+@functools.cache
+def keep_freed_memory(
+    trim_bytes:int=1<<30,  # freed memory at the top of the heap that malloc keeps instead of returning it to the OS
+    mmap_bytes:int=1<<25,  # buffers below this come from the heap, and are reused, rather than from fresh pages (glibc's largest: 32 MiB)
+)->bool:
+    "Have glibc's malloc keep freed memory for reuse, so tiles stop page-faulting their buffers back in; whether it took effect (once per process)."
+    if os.environ.get(KEEP_FREED_VARIABLE, '1').strip() == '0' or platform.libc_ver()[0] != 'glibc': return False
+    import ctypes
+    try: mallopt = ctypes.CDLL(None).mallopt   # the process's own C library
+    except (OSError, AttributeError, TypeError): return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_bytes))
 
 # %% ../nbs/04_engine.ipynb #2ccfd2b3
 def tile_starts(

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
-from .engine import net_logits, tiled_probability
-from .backend import check_backend, pick_backend, engine_twin
+from .engine import net_logits, tiled_probability, keep_freed_memory
+from .backend import check_backend, pick_backend, engine_twin, tile_size_key
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
                               TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
@@ -69,25 +69,35 @@ class MaskGenerator:
         self.model = model.to(self.device).eval()
         self.precision = pick_precision(precision, self.device)
         self.tiles_per_batch = tiles_per_batch or (1 if self.device.type == 'cpu' else 8)
-        self.backend, self.backend_choice, self._twin = 'torch', None, None
+        if self.device.type == 'cpu': keep_freed_memory()   # glibc reuses freed tile buffers instead of faulting them back in
+        self.backend, self.backend_choice, self._twin, self._twins = 'torch', None, None, {}
+        self._torch_precision, self._auto = self.precision, backend == 'auto'   # `_engine_for_tiles` picks again per tile shape
         if check_backend(backend) == 'torch': return
-        if backend == 'auto': self.backend_choice = pick_backend(self.model, self.device, self.precision)
+        if backend == 'auto': self.backend_choice = {'size': 512, **pick_backend(self.model, self.device, self.precision)}
         engine = self.backend_choice['backend'] if backend == 'auto' else backend
-        if engine == 'torch': return
-        if self.device.type != 'cpu': raise ValueError(f"backend={engine!r} runs on the CPU; this generator is on {self.device.type}")
-        self._twin, self.backend, self.precision = engine_twin(self.model, engine), engine, 'fp32'   # ONNX Runtime or OpenVINO, in fp32
+        if engine != 'torch' and self.device.type != 'cpu': raise ValueError(f"backend={engine!r} runs on the CPU; this generator is on {self.device.type}")
+        self._use_engine(engine)
+
+    def _use_engine(self, engine:str):
+        "Run the network on `engine` from now on: PyTorch, or ONNX Runtime or OpenVINO in fp32 through a twin built once per engine."
+        if engine == 'torch': self._twin, self.backend, self.precision = None, 'torch', self._torch_precision; return
+        if engine not in self._twins: self._twins[engine] = engine_twin(self.model, engine)
+        self._twin, self.backend, self.precision = self._twins[engine], engine, 'fp32'
 
     def __getstate__(self):
         "Pickle (for Dask, multiprocessing) without the ONNX Runtime or OpenVINO engine, which cannot be pickled; it is rebuilt on loading."
         state = self.__dict__.copy()
-        state['_twin'] = None
+        state['_twin'], state['_twins'] = None, {}
         state['_rebuild_twin'] = self._twin is not None
         return state
 
     def __setstate__(self, state):
         rebuild = state.pop('_rebuild_twin', False)
         self.__dict__.update(state)
-        if rebuild: self._twin = engine_twin(self.model, self.backend)
+        self.__dict__.setdefault('_twins', {})
+        self.__dict__.setdefault('_torch_precision', self.precision)
+        self.__dict__.setdefault('_auto', False)
+        if rebuild: self._use_engine(self.backend)
 
     @classmethod
     def from_model(cls,
@@ -129,6 +139,17 @@ def _pad_to(x:torch.Tensor, multiple:int=32)->torch.Tensor:
 
 # %% ../nbs/08_generator.ipynb #6f8eae2a
 from fastcore.basics import patch
+
+@patch
+def _engine_for_tiles(self:MaskGenerator,
+    shape:tuple, # (height, width) of the tiles about to run
+):
+    "With `backend='auto'` on the CPU, switch to the engine measured fastest on tiles of `shape`: measured once per shape and machine (`pick_backend`)."
+    if not self._auto or self.device.type != 'cpu': return
+    size = tile_size_key(shape)
+    if self.backend_choice and self.backend_choice.get('size') == size: return
+    self.backend_choice = {**pick_backend(self.model, self.device, self._torch_precision, size), 'size': size}
+    self._use_engine(self.backend_choice['backend'])
 
 @patch
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
@@ -221,7 +242,9 @@ def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
     if H < th or W < tw:   # a side shorter than its tile: pad it as `_pad_to` pads a whole image, and crop the strips
         ph, pw = th - min(H, th), tw - min(W, tw)
         img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode='reflect' if ph < H and pw < W else 'edge')
-    n = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window']).n_tiles   # what `tiled_probability` will run
+    grid = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window'])   # what `tiled_probability` will run
+    self._engine_for_tiles((grid.th, grid.tw))   # backend='auto': the engine fastest on these tiles, which the overlap may have shrunk
+    n = grid.n_tiles
     bar, done = None, 0
     if progress is True or (progress is None and n > 16):
         from tqdm.auto import tqdm

@@ -16,6 +16,7 @@ from .data import preflight
 from .options import command
 from .metrics import dice_iou, calibrate_threshold, CALIBRATION_THRESHOLDS  # noqa: F401  (maskgen.train.* as before)
 from .generator import pick_device
+from .engine import keep_freed_memory
 from .recipe import (TRAIN_KEYS, TRAIN_DEFAULTS, is_number, train_config, seed_everything, seed_worker,  # noqa: F401
                             rng_state, set_rng_state, auto_num_workers, epoch_seed, make_loader, param_groups, warmup_cosine,
                             segmentation_loss, probability_histograms, amp_settings, TrainState, make_train_state, train_step,
@@ -323,6 +324,7 @@ def train(
     data_report = _check_data(data_root)
     data_summary = data_report.to_dict()
     device = pick_device(cfg['device'])
+    if device.type == 'cpu': keep_freed_memory()   # glibc reuses freed batch buffers instead of faulting them back in
     seed_everything(cfg['seed'])
     train_ds, val_ds = make_datasets(data_root, cfg)
     workers = auto_num_workers(cfg['num_workers'])
