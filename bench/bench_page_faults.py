@@ -5,7 +5,8 @@ returns freed memory at the top of its heap to the OS, so each tile faults its p
 glibc to keep freed memory for reuse (`keep_freed_memory`); `MASKGEN_KEEP_FREED_MEMORY=0` turns that off. This bench
 masks the same 2048² RGB image (tile 512, overlap 64, `backend='torch'`) in fresh processes, alternating the two
 settings, and reports per setting the best steady-state seconds of a call, its minor page faults and system time,
-and the peak RSS growth of one call. Prints one JSON object.
+and the RSS growth of one call beyond what the process holds after its warm-up call (with glibc keeping freed
+memory, the warm-up's freed buffers are already counted in that starting point). Prints one JSON object.
 
     python bench/bench_page_faults.py [--model bench|lab] [--size 2048] [--threads 2] [--rounds 2] [--backend torch]
 """

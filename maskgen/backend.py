@@ -196,7 +196,8 @@ def tile_size_key(
     size:int|tuple, # a tile side, or (height, width)
 )->int|list:
     "`size` as `pick_backend` keys its measurements: a side for a square tile, [height, width] otherwise."
-    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    import numbers
+    h, w = (int(size), int(size)) if isinstance(size, numbers.Integral) else (int(size[0]), int(size[1]))
     return h if h == w else [h, w]
 
 def _cached_choice(fingerprint:str, device:torch.device, precision:str, size:int|list)->tuple:
@@ -256,7 +257,7 @@ def cached_backend(
     model:nn.Module,        # the network
     device:torch.device=torch.device('cpu'), # where it would run
     precision:str='fp32',   # the PyTorch path's precision
-    size:int=512,           # tile side of the measurement
+    size:int|tuple=512,     # tile side of the measurement, or its (height, width)
 )->str:
     "One line on the engine `backend='auto'` picks for `model` here, from the cache only (never measures)."
     if device.type != 'cpu': return f"torch ({device.type})"
@@ -265,7 +266,9 @@ def cached_backend(
             warnings.simplefilter('ignore')
             choice = pick_backend(model, device, precision, size)
         return f"{choice['backend']} (pinned by {PIN_VARIABLE}={pinned})" if choice['reason'] == f'{PIN_VARIABLE}={pinned}' else f"{choice['backend']} ({choice['reason']})"
+    size = tile_size_key(size)
     found = _cached_choice(model_fingerprint(model), device, precision, size)[2]
     if not found: return "not measured yet on this machine (MaskGenerator measures it on first use)"
     secs = ', '.join(f"{k} {v:.3g} s" for k, v in found['seconds'].items())
-    return f"{found['backend']} (measured {found.get('measured', '?')}: {secs} per {size}² tile, {found['key']['threads']} threads)"
+    shape = f"{size}²" if isinstance(size, int) else f"{size[0]}×{size[1]}"
+    return f"{found['backend']} (measured {found.get('measured', '?')}: {secs} per {shape} tile, {found['key']['threads']} threads)"

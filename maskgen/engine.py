@@ -98,7 +98,7 @@ def fused_head(
         scale = gn.weight / math.sqrt(var + gn.eps)
         return (W1 * scale[None]).t().to(cdt), (b1 + W1 @ (gn.bias - scale * mean)).to(cdt)
 
-    if N * C * H * W * features.element_size() <= cache_bytes:
+    if N * C * H * W * features.element_size() <= cache_bytes and not torch.is_grad_enabled():   # it writes into buffers, which autograd cannot follow
         # one pass of the expansion: the GRN's statistics are per channel, so a slice of channels at a time, all pixels, gives them
         # exactly; out = Σ a·z + (Σ a·γ·gx·z) / (mean(gx) + eps), both sums gathered slice by slice
         P = H * W

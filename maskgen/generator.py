@@ -70,7 +70,7 @@ class MaskGenerator:
         self.precision = pick_precision(precision, self.device)
         self.tiles_per_batch = tiles_per_batch or (1 if self.device.type == 'cpu' else 8)
         if self.device.type == 'cpu': keep_freed_memory()   # glibc reuses freed tile buffers instead of faulting them back in
-        self.backend, self.backend_choice, self._twin, self._twins = 'torch', None, None, {}
+        self.backend, self.backend_choice, self._twin, self._twins, self._choices = 'torch', None, None, {}, {}
         self._torch_precision, self._auto = self.precision, backend == 'auto'   # `_engine_for_tiles` picks again per tile shape
         if check_backend(backend) == 'torch': return
         if backend == 'auto': self.backend_choice = {'size': 512, **pick_backend(self.model, self.device, self.precision)}
@@ -95,6 +95,7 @@ class MaskGenerator:
         rebuild = state.pop('_rebuild_twin', False)
         self.__dict__.update(state)
         self.__dict__.setdefault('_twins', {})
+        self.__dict__.setdefault('_choices', {})
         self.__dict__.setdefault('_torch_precision', self.precision)
         self.__dict__.setdefault('_auto', False)
         if rebuild: self._use_engine(self.backend)
@@ -148,7 +149,9 @@ def _engine_for_tiles(self:MaskGenerator,
     if not self._auto or self.device.type != 'cpu': return
     size = tile_size_key(shape)
     if self.backend_choice and self.backend_choice.get('size') == size: return
-    self.backend_choice = {**pick_backend(self.model, self.device, self._torch_precision, size), 'size': size}
+    key = size if isinstance(size, int) else tuple(size)
+    if key not in self._choices: self._choices[key] = {**pick_backend(self.model, self.device, self._torch_precision, size), 'size': size}
+    self.backend_choice = self._choices[key]   # each shape measured (or read from the cache) once per generator
     self._use_engine(self.backend_choice['backend'])
 
 @patch
