@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import bench_model, bench_image, cpu_info, rss, MODELS   # noqa: E402
+from bench_inference import bench_model, bench_image, cpu_info, peak_growth, MODELS   # noqa: E402
 
 TILE = 512
 ENGINE_MODELS = [*MODELS, 'default']   # the benchmark and lab-size networks (random weights), and the embedded default model
@@ -88,10 +88,8 @@ def memory_probe(which, engine, threads):
         f = engine_modules(engine_net(which), which, threads, Path(d))[0][engine]
         x = bench_tile()
         if hasattr(f, '_request'): f._request(tuple(x.shape))   # OpenVinoNet compiles lazily: compile first, as the others are built first
-        with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
-        base = rss('VmRSS:')
-        with torch.inference_mode(): f(x)
-        print(json.dumps({'extra_mb': round((rss('VmHWM:') - base) / 2**20, 1)}))
+        with torch.inference_mode(): grew = peak_growth(lambda: f(x))[1]
+        print(json.dumps({'extra_mb': round(grew / 2**20, 1)}))
 
 
 def bench_one(which, threads, repeats, work, memory):

@@ -14,15 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import bench_model, cpu_info, rss, MODELS   # noqa: E402
+from bench_inference import bench_model, cpu_info, peak_growth, MODELS   # noqa: E402
 from bench_engines import bench_tile   # noqa: E402
-
-
-def peak_growth_mb(f):
-    "Peak RSS growth (MiB) of one call of `f`."
-    with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
-    base = rss('VmRSS:'); f()
-    return round((rss('VmHWM:') - base) / 2**20, 1)
 
 
 def bench_one(which, repeats):
@@ -40,7 +33,7 @@ def bench_one(which, repeats):
         return dict(model=repr(net), features=list(feats.shape), seconds={k: round(min(v), 4) for k, v in seconds.items()},
                     speedup=round(min(seconds['three_passes']) / min(seconds['one_pass']), 3),
                     max_abs_dlogit={k: float((f() - ref).abs().max()) for k, f in ways.items()},
-                    peak_growth_mb={k: peak_growth_mb(f) for k, f in ways.items()})
+                    peak_growth_mb={k: round(peak_growth(f)[1] / 2**20, 1) for k, f in ways.items()})
 
 
 def main():

@@ -161,6 +161,14 @@ def rss(key):
         if line.startswith(key): return int(line.split()[1]) * 1024
 
 
+def peak_growth(f):
+    "(result of `f()`, bytes the peak RSS grew above the current RSS while it ran) (Linux)."
+    with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')   # the peak RSS starts again from the current RSS
+    base = rss('VmRSS:')
+    out = f()
+    return out, rss('VmHWM:') - base
+
+
 def memory_probe(size, which, model_name):
     "Run in a subprocess: peak RSS growth (bytes/pixel) while masking a size x size RGB image."
     net = bench_model(which=model_name)
@@ -174,12 +182,11 @@ def memory_probe(size, which, model_name):
         model = lab_model(net, compiled=False)   # the compiled loop's memory differs little; its compile takes minutes
         lab_probability(model, image[:1024, :1024])
         run = lambda: lab_probability(model, image) > 0.5
-    with open('/proc/self/clear_refs', 'w') as f: f.write('5')   # reset the peak RSS to the current RSS
-    base = rss('VmRSS:')
-    t0 = time.perf_counter(); run(); secs = time.perf_counter() - t0
-    peak = rss('VmHWM:')
-    print(json.dumps({'size': size, 'which': which, 'extra_bytes_per_pixel': round((peak - base) / size**2, 2),
-                      'extra_mb': round((peak - base) / 2**20, 1), 'seconds': round(secs, 1)}))
+    t0 = time.perf_counter()
+    _, grew = peak_growth(run)
+    secs = time.perf_counter() - t0
+    print(json.dumps({'size': size, 'which': which, 'extra_bytes_per_pixel': round(grew / size**2, 2),
+                      'extra_mb': round(grew / 2**20, 1), 'seconds': round(secs, 1)}))
 
 
 def main():

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import bench_model, bench_image, cpu_info, rss, MODELS, TILE, OVERLAP   # noqa: E402
+from bench_inference import bench_model, bench_image, cpu_info, peak_growth, MODELS, TILE, OVERLAP   # noqa: E402
 
 
 def probe(which, size, backend, repeats=3):
@@ -28,12 +28,10 @@ def probe(which, size, backend, repeats=3):
     runs = []
     for _ in range(repeats):
         before, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')   # the peak RSS starts again from the current RSS
-        base = rss('VmRSS:')
-        gen.generate(image, strategy, progress=False)
+        grew = peak_growth(lambda: gen.generate(image, strategy, progress=False))[1]
         after = resource.getrusage(resource.RUSAGE_SELF)
         runs.append(dict(seconds=time.perf_counter() - t, minor_faults=after.ru_minflt - before.ru_minflt,
-                         system_s=after.ru_stime - before.ru_stime, peak_growth_mb=(rss('VmHWM:') - base) / 2**20))
+                         system_s=after.ru_stime - before.ru_stime, peak_growth_mb=grew / 2**20))
     best = min(runs, key=lambda r: r['seconds'])
     print(json.dumps(dict(keep_freed_memory=keep_freed_memory(), backend=gen.backend, **{k: round(v, 3) for k, v in best.items()})))
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_backend.ipynb #60b5e797
 from __future__ import annotations
-import functools, hashlib, json, os, platform, threading, time, warnings
+import functools, hashlib, json, numbers, os, platform, threading, time, warnings
 from pathlib import Path
 import torch
 from torch import nn
@@ -196,7 +196,6 @@ def tile_size_key(
     size:int|tuple, # a tile side, or (height, width)
 )->int|list:
     "`size` as `pick_backend` keys its measurements: a side for a square tile, [height, width] otherwise."
-    import numbers
     h, w = (int(size), int(size)) if isinstance(size, numbers.Integral) else (int(size[0]), int(size[1]))
     return h if h == w else [h, w]
 

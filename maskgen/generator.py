@@ -73,7 +73,7 @@ class MaskGenerator:
         self.backend, self.backend_choice, self._twin, self._twins, self._choices = 'torch', None, None, {}, {}
         self._torch_precision, self._auto = self.precision, backend == 'auto'   # `_engine_for_tiles` picks again per tile shape
         if check_backend(backend) == 'torch': return
-        if backend == 'auto': self.backend_choice = {'size': 512, **pick_backend(self.model, self.device, self.precision)}
+        if backend == 'auto': self.backend_choice = self._choices[512] = {'size': 512, **pick_backend(self.model, self.device, self.precision)}
         engine = self.backend_choice['backend'] if backend == 'auto' else backend
         if engine != 'torch' and self.device.type != 'cpu': raise ValueError(f"backend={engine!r} runs on the CPU; this generator is on {self.device.type}")
         self._use_engine(engine)
@@ -148,10 +148,9 @@ def _engine_for_tiles(self:MaskGenerator,
     "With `backend='auto'` on the CPU, switch to the engine measured fastest on tiles of `shape`: measured once per shape and machine (`pick_backend`)."
     if not self._auto or self.device.type != 'cpu': return
     size = tile_size_key(shape)
-    if self.backend_choice and self.backend_choice.get('size') == size: return
     key = size if isinstance(size, int) else tuple(size)
     if key not in self._choices: self._choices[key] = {**pick_backend(self.model, self.device, self._torch_precision, size), 'size': size}
-    self.backend_choice = self._choices[key]   # each shape measured (or read from the cache) once per generator
+    self.backend_choice = self._choices[key]   # each shape measured (or read from the cache) once per generator, 512² when it is made
     self._use_engine(self.backend_choice['backend'])
 
 @patch
