@@ -13,10 +13,10 @@ from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
 
 # %% auto #0
-__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES', 'check_backend',
-           'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin',
-           'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines', 'tile_size_key', 'pick_backend',
-           'cached_backend']
+__all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
+           'WHOLE_INPUT_ENGINE_PIXELS', 'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin',
+           'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines',
+           'tile_size_key', 'pick_backend', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -250,6 +250,9 @@ def pick_backend(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, choice)
     return {**choice, 'cached': False}
+
+# %% ../nbs/07a_backend.ipynb #3e6399c0
+WHOLE_INPUT_ENGINE_PIXELS = 512 * 512   # a whole (or downsampled) input up to this many pixels runs on the engine measured on tiles; a larger one on PyTorch
 
 # %% ../nbs/07a_backend.ipynb #59b8a005
 def cached_backend(

@@ -13,7 +13,7 @@ from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
 from .engine import net_logits, tiled_probability, keep_freed_memory
-from .backend import check_backend, pick_backend, engine_twin, tile_size_key
+from .backend import check_backend, pick_backend, engine_twin, tile_size_key, WHOLE_INPUT_ENGINE_PIXELS
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
                               TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
@@ -154,6 +154,21 @@ def _engine_for_tiles(self:MaskGenerator,
     self._use_engine(self.backend_choice['backend'])
 
 @patch
+def _engine_for_input(self:MaskGenerator,
+    shape:tuple, # (height, width) of the whole (or downsampled) input about to run, padded
+):
+    "With `backend='auto'` on the CPU, the engine for one whole input: the 512² tiles' choice up to that area, PyTorch (its head in strips) beyond it."
+    if not self._auto or self.device.type != 'cpu': return
+    h, w = int(shape[0]), int(shape[1])
+    if h * w <= WHOLE_INPUT_ENGINE_PIXELS:
+        if 512 not in self._choices: self._choices[512] = {**pick_backend(self.model, self.device, self._torch_precision), 'size': 512}
+        self.backend_choice = self._choices[512]
+    else: self.backend_choice = dict(backend='torch', seconds={}, cached=False, size=tile_size_key((h, w)), reason=(
+        f"a whole {h}×{w} input, larger than a 512² tile: ONNX Runtime and OpenVINO would hold all its activations at once; "
+        "PyTorch runs the head in strips"))
+    self._use_engine(self.backend_choice['backend'])
+
+@patch
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
     "The model's logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
     with torch.inference_mode():
@@ -222,10 +237,15 @@ def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=
     if s['name'] == 'downsample' and max(H, W) > s['max_dim']:
         scale = s['max_dim'] / max(H, W)
         small = F.interpolate(x, size=(max(1, round(H * scale)), max(1, round(W * scale))), mode='bilinear', antialias=True, align_corners=False)
-        logits = self._logits(_pad_to(small))[..., :small.shape[-2], :small.shape[-1]].float().cpu()
+        small_padded = _pad_to(small)
+        self._engine_for_input(small_padded.shape[-2:])
+        logits = self._logits(small_padded)[..., :small.shape[-2], :small.shape[-1]].float().cpu()
         logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
         out[:] = torch.sigmoid(logits)[0, 0].numpy()
-    else: out[:] = torch.sigmoid(self._logits(_pad_to(x)).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
+    else:
+        x = _pad_to(x)
+        self._engine_for_input(x.shape[-2:])
+        out[:] = torch.sigmoid(self._logits(x).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
     return out
 
 def tile_extent(
