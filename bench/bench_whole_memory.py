@@ -1,11 +1,12 @@
-"""Peak memory and time of one whole image (`strategy='whole'`) on each engine: why `maskgen.backend.WHOLE_INPUT_ENGINE_PIXELS` exists.
+"""Peak memory and time of one whole image (`strategy='whole'`) on each engine, for `maskgen.backend.engine_fits`.
 
 Tiles bound an engine's memory by the tile; a whole image does not. ONNX Runtime and OpenVINO hold the activations of the
 whole input at once, the largest being the full-resolution head's expansion to 8C channels; maskgen's PyTorch engine runs
 that head in strips (`maskgen.engine.fused_head`). Each (model, engine) runs in a fresh process, so one engine's arena
-does not hide another's: a 256² warm-up, then one `size`² random RGB image, timed, with the peak RSS growth over the RSS
-before it (Linux `clear_refs`/`VmHWM`). `bytes_per_pixel_channel` is that growth per input pixel and per channel C of
-the network. Each engine is asked for by name (`backend='torch'`, `'onnx'`, `'openvino'`), so `backend='auto'`'s rule for
+does not hide another's: a 256² warm-up, then one `size`² random RGB image with the peak RSS growth over the RSS before
+it (Linux `clear_refs`/`VmHWM`), then the same image again, timed (the first call at a new shape includes one-off work:
+OpenVINO compiles per shape). `bytes_per_pixel_channel` is that growth per input pixel and per channel C of
+the network, the unit of `maskgen.backend.ENGINE_BYTES_PER_PIXEL_CHANNEL`. Each engine is asked for by name (`backend='torch'`, `'onnx'`, `'openvino'`), so `backend='auto'`'s rule for
 whole inputs does not apply here. Prints one JSON object.
 
     python bench/bench_whole_memory.py [--models bench default] [--engines torch onnx openvino] [--size 1024] [--threads 2] [--out FILE]
@@ -28,8 +29,9 @@ def probe(which, engine, size, threads):
     gen = MaskGenerator.from_model(net, device='cpu', backend=engine)
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     gen.generate(image[:256, :256], 'whole')   # builds the engine and warms its allocator
+    _, grew = peak_growth(lambda: gen.generate(image, 'whole'))   # the first call at this size: what it takes to run it at all
     t = time.perf_counter()
-    _, grew = peak_growth(lambda: gen.generate(image, 'whole'))
+    gen.generate(image, 'whole')   # timed again, without the engines' one-off work for a new shape (OpenVINO compiles per shape)
     seconds = time.perf_counter() - t
     channels = net.config['channels']
     print(json.dumps(dict(backend=gen.backend, seconds=round(seconds, 2), extra_mib=round(grew / 2**20, 1),

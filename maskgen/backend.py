@@ -14,9 +14,10 @@ from .hub import cache_dir
 
 # %% auto #0
 __all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
-           'WHOLE_INPUT_ENGINE_PIXELS', 'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx', 'onnx_twin',
-           'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend', 'installed_engines',
-           'tile_size_key', 'pick_backend', 'cached_backend']
+           'ENGINE_BYTES_PER_PIXEL_CHANNEL', 'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx',
+           'onnx_twin', 'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend',
+           'installed_engines', 'tile_size_key', 'pick_backend', 'engine_input_bytes', 'available_memory',
+           'engine_fits', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -252,7 +253,35 @@ def pick_backend(
     return {**choice, 'cached': False}
 
 # %% ../nbs/07a_backend.ipynb #3e6399c0
-WHOLE_INPUT_ENGINE_PIXELS = 512 * 512   # a whole (or downsampled) input up to this many pixels runs on the engine measured on tiles; a larger one on PyTorch
+ENGINE_BYTES_PER_PIXEL_CHANNEL = 96   # an engine's peak memory per input pixel and per channel C of the network (measured: up to 87.5 for ONNX Runtime, 75 for OpenVINO)
+
+def engine_input_bytes(
+    model:nn.Module, # a maskgen `Net` (its `config` names the width C)
+    shape:tuple,     # (height, width) of one input
+)->int|None:
+    "About the peak memory ONNX Runtime or OpenVINO take for one input of `shape` through `model`; None for a module without a width."
+    channels = (getattr(model, 'config', None) or {}).get('channels')
+    return None if channels is None else int(shape[0]) * int(shape[1]) * int(channels) * ENGINE_BYTES_PER_PIXEL_CHANNEL
+
+def available_memory()->int|None:
+    "Bytes of memory available now (psutil, else the OS's count of free pages), None when unknown."
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError: pass
+    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (AttributeError, ValueError, OSError): return None
+
+def engine_fits(
+    model:nn.Module,         # a maskgen `Net`
+    shape:tuple,             # (height, width) of one input
+    available:int|None=None, # bytes available; default `available_memory()`
+)->bool:
+    "Whether ONNX Runtime or OpenVINO can run one input of `shape` in half the available memory (True when either is unknown)."
+    need = engine_input_bytes(model, shape)
+    if need is None: return True
+    available = available_memory() if available is None else available
+    return available is None or need <= available / 2
 
 # %% ../nbs/07a_backend.ipynb #59b8a005
 def cached_backend(

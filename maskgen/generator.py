@@ -13,7 +13,7 @@ from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
 from .engine import net_logits, tiled_probability, keep_freed_memory
-from .backend import check_backend, pick_backend, engine_twin, tile_size_key, WHOLE_INPUT_ENGINE_PIXELS
+from .backend import check_backend, pick_backend, engine_twin, tile_size_key, engine_fits, engine_input_bytes
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
                               TTA_VIEWS, TTA_CHOICES, INFERENCE_SETTINGS, INFERENCE_SCHEMA_VERSION,
@@ -157,16 +157,16 @@ def _engine_for_tiles(self:MaskGenerator,
 def _engine_for_input(self:MaskGenerator,
     shape:tuple, # (height, width) of the whole (or downsampled) input about to run, padded
 ):
-    "With `backend='auto'` on the CPU, the engine for one whole input: the 512² tiles' choice up to that area, PyTorch (its head in strips) beyond it."
+    "With `backend='auto'` on the CPU, the engine for one whole input: the tiles' choice when its activations fit in memory (`engine_fits`), else PyTorch."
     if not self._auto or self.device.type != 'cpu': return
-    h, w = int(shape[0]), int(shape[1])
-    if h * w <= WHOLE_INPUT_ENGINE_PIXELS:
-        if 512 not in self._choices: self._choices[512] = {**pick_backend(self.model, self.device, self._torch_precision), 'size': 512}
-        self.backend_choice = self._choices[512]
-    else: self.backend_choice = dict(backend='torch', seconds={}, cached=False, size=tile_size_key((h, w)), reason=(
-        f"a whole {h}×{w} input, larger than a 512² tile: ONNX Runtime and OpenVINO would hold all its activations at once; "
-        "PyTorch runs the head in strips"))
-    self._use_engine(self.backend_choice['backend'])
+    choice = self._choices[512]   # measured when the generator was made
+    if choice['backend'] != 'torch' and not engine_fits(self.model, shape):
+        h, w = int(shape[0]), int(shape[1])
+        choice = dict(backend='torch', seconds={}, cached=False, size=tile_size_key((h, w)), reason=(
+            f"a whole {h}×{w} input: {choice['backend']} would hold about {engine_input_bytes(self.model, (h, w)) / 2**30:.1f} GiB "
+            "at once, more than half the memory available now; PyTorch runs the head in strips"))
+    self.backend_choice = choice
+    self._use_engine(choice['backend'])
 
 @patch
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
@@ -471,6 +471,7 @@ def region_probability(self:MaskGenerator,
 )->np.ndarray:
     "Probability (float32) of `region` of `image`, exactly as in `predict_probability`'s tiled map of the whole image."
     from maskgen.large import open_lazy, lazy_intensity_range, tiled_region_probability
+    from maskgen.engine import tile_grid
     img = open_lazy(image, channels, plane)
     try:
         s = parse_strategy(strategy or 'tile', img.shape)
@@ -479,6 +480,8 @@ def region_probability(self:MaskGenerator,
             raise ValueError(f"region_probability needs the tile strategy on an image at least one tile large; got {s['name']!r} "
                              f"for {img.shape[1]}x{img.shape[0]} px: use predict_probability")
         vr = lazy_intensity_range(img) if value_range is None else value_range
+        grid = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window'])
+        self._engine_for_tiles((grid.th, grid.tw))   # backend='auto': as predict_probability would run these tiles
         return tiled_region_probability(img, vr, self._logits, region, (th, tw), s['overlap'], s['window'], self.tiles_per_batch)
     finally:
         if img is not image: img.close()
