@@ -14,10 +14,10 @@ from .hub import cache_dir
 
 # %% auto #0
 __all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
-           'ENGINE_BYTES_PER_PIXEL_CHANNEL', 'check_backend', 'model_fingerprint', 'machine_key', 'folded_onnx',
-           'onnx_twin', 'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call', 'pinned_backend',
-           'installed_engines', 'tile_size_key', 'pick_backend', 'engine_input_bytes', 'available_memory',
-           'engine_fits', 'cached_backend']
+           'ENGINE_BYTES_PER_PIXEL_CHANNEL', 'UNKNOWN_MEMORY_ENGINE_PIXELS', 'check_backend', 'model_fingerprint',
+           'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call',
+           'pinned_backend', 'installed_engines', 'tile_size_key', 'pick_backend', 'engine_input_bytes',
+           'available_memory', 'engine_fits', 'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -254,6 +254,7 @@ def pick_backend(
 
 # %% ../nbs/07a_backend.ipynb #3e6399c0
 ENGINE_BYTES_PER_PIXEL_CHANNEL = 96   # an engine's peak memory per input pixel and per channel C of the network (measured: up to 87.5 for ONNX Runtime, 75 for OpenVINO)
+UNKNOWN_MEMORY_ENGINE_PIXELS = 512 * 512   # where available memory cannot be read, the largest whole input an engine runs: one default tile's area
 
 def engine_input_bytes(
     model:nn.Module, # a maskgen `Net` (its `config` names the width C)
@@ -263,25 +264,42 @@ def engine_input_bytes(
     channels = (getattr(model, 'config', None) or {}).get('channels')
     return None if channels is None else int(shape[0]) * int(shape[1]) * int(channels) * ENGINE_BYTES_PER_PIXEL_CHANNEL
 
+def _read_int(path:str)->int|None:
+    "The integer in the file at `path` (e.g. a cgroup limit), None when it is absent, 'max' or unreadable."
+    try: return int(Path(path).read_text().split()[0])
+    except Exception: return None
+
 def available_memory()->int|None:
-    "Bytes of memory available now (psutil, else the OS's count of free pages), None when unknown."
+    "Bytes of memory this process can still use: the kernel's MemAvailable (or psutil's), capped by a cgroup limit; None when unknown."
+    available = None
     try:
-        import psutil
-        return int(psutil.virtual_memory().available)
-    except ImportError: pass
-    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (AttributeError, ValueError, OSError): return None
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): available = int(line.split()[1]) * 1024
+    except Exception: pass
+    if available is None:
+        try:
+            import psutil
+            available = int(psutil.virtual_memory().available)
+        except Exception: pass
+    for limit, used in (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current'),   # cgroup v2, then v1
+                        ('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory/memory.usage_in_bytes')):
+        cap, now = _read_int(limit), _read_int(used)
+        if cap is not None and now is not None and cap < 1 << 60:   # v1 writes "no limit" as a huge number
+            available = max(0, cap - now) if available is None else min(available, max(0, cap - now))
+            break
+    return available
 
 def engine_fits(
     model:nn.Module,         # a maskgen `Net`
     shape:tuple,             # (height, width) of one input
     available:int|None=None, # bytes available; default `available_memory()`
 )->bool:
-    "Whether ONNX Runtime or OpenVINO can run one input of `shape` in half the available memory (True when either is unknown)."
+    "Whether ONNX Runtime or OpenVINO can run one input of `shape` in half the available memory (unknown memory: a tile's area at most)."
     need = engine_input_bytes(model, shape)
     if need is None: return True
     available = available_memory() if available is None else available
-    return available is None or need <= available / 2
+    if available is None: return int(shape[0]) * int(shape[1]) <= UNKNOWN_MEMORY_ENGINE_PIXELS
+    return need <= available / 2
 
 # %% ../nbs/07a_backend.ipynb #59b8a005
 def cached_backend(

@@ -172,7 +172,8 @@ def _engine_for_input(self:MaskGenerator,
 def _net_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
     "The model's logits for a batch `x`, falling back to fewer tiles and then the CPU when CUDA runs out of memory."
     with torch.inference_mode():
-        if self._twin is not None: return self._twin(x)
+        twin = self._twin   # read once: another thread may switch engines in between
+        if twin is not None: return twin(x)
         try: return net_logits(self.model, x.to(self.device), self.precision)
         except torch.OutOfMemoryError:
             if self.device.type != 'cuda': raise
@@ -471,7 +472,6 @@ def region_probability(self:MaskGenerator,
 )->np.ndarray:
     "Probability (float32) of `region` of `image`, exactly as in `predict_probability`'s tiled map of the whole image."
     from maskgen.large import open_lazy, lazy_intensity_range, tiled_region_probability
-    from maskgen.engine import tile_grid
     img = open_lazy(image, channels, plane)
     try:
         s = parse_strategy(strategy or 'tile', img.shape)
@@ -480,8 +480,6 @@ def region_probability(self:MaskGenerator,
             raise ValueError(f"region_probability needs the tile strategy on an image at least one tile large; got {s['name']!r} "
                              f"for {img.shape[1]}x{img.shape[0]} px: use predict_probability")
         vr = lazy_intensity_range(img) if value_range is None else value_range
-        grid = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window'])
-        self._engine_for_tiles((grid.th, grid.tw))   # backend='auto': as predict_probability would run these tiles
         return tiled_region_probability(img, vr, self._logits, region, (th, tw), s['overlap'], s['window'], self.tiles_per_batch)
     finally:
         if img is not image: img.close()
