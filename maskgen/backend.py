@@ -11,13 +11,14 @@ from torch import nn
 from .files import write_json, read_json
 from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
+from .io import available_memory   # re-exported: `engine_fits` reads it
 
 # %% auto #0
 __all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
            'ENGINE_BYTES_PER_PIXEL_CHANNEL', 'UNKNOWN_MEMORY_ENGINE_PIXELS', 'check_backend', 'model_fingerprint',
            'machine_key', 'folded_onnx', 'onnx_twin', 'OpenVinoNet', 'openvino_twin', 'engine_twin', 'seconds_per_call',
-           'pinned_backend', 'installed_engines', 'tile_size_key', 'pick_backend', 'engine_input_bytes',
-           'available_memory', 'engine_fits', 'cached_backend']
+           'pinned_backend', 'installed_engines', 'tile_size_key', 'pick_backend', 'engine_input_bytes', 'engine_fits',
+           'cached_backend']
 
 # %% ../nbs/07a_backend.ipynb #88567340
 ENGINES = ('torch', 'onnx', 'openvino')   # PyTorch, ONNX Runtime, OpenVINO
@@ -263,31 +264,6 @@ def engine_input_bytes(
     "About the peak memory ONNX Runtime or OpenVINO take for one input of `shape` through `model`; None for a module without a width."
     channels = (getattr(model, 'config', None) or {}).get('channels')
     return None if channels is None else int(shape[0]) * int(shape[1]) * int(channels) * ENGINE_BYTES_PER_PIXEL_CHANNEL
-
-def _read_int(path:str)->int|None:
-    "The integer in the file at `path` (e.g. a cgroup limit), None when it is absent, 'max' or unreadable."
-    try: return int(Path(path).read_text().split()[0])
-    except Exception: return None
-
-def available_memory()->int|None:
-    "Bytes of memory this process can still use: the kernel's MemAvailable (or psutil's), capped by a cgroup limit; None when unknown."
-    available = None
-    try:
-        for line in Path('/proc/meminfo').read_text().splitlines():
-            if line.startswith('MemAvailable:'): available = int(line.split()[1]) * 1024
-    except Exception: pass
-    if available is None:
-        try:
-            import psutil
-            available = int(psutil.virtual_memory().available)
-        except Exception: pass
-    for limit, used in (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current'),   # cgroup v2, then v1
-                        ('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory/memory.usage_in_bytes')):
-        cap, now = _read_int(limit), _read_int(used)
-        if cap is not None and now is not None and cap < 1 << 60:   # v1 writes "no limit" as a huge number
-            available = max(0, cap - now) if available is None else min(available, max(0, cap - now))
-            break
-    return available
 
 def engine_fits(
     model:nn.Module,         # a maskgen `Net`

@@ -224,6 +224,13 @@ def predict_probability(self:MaskGenerator,
     return self._probability(img, parse_strategy(strategy, img.shape), progress, out)
 
 @patch
+def _whole_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
+    "Logits of one whole input `x` (1,3,h,w), padded for the network (the caller crops), on the engine `_engine_for_input` picks for it."
+    padded = _pad_to(x)
+    self._engine_for_input(padded.shape[-2:])
+    return self._logits(padded)
+
+@patch
 def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=None, out:np.ndarray|None=None)->np.ndarray:
     "Foreground probability (H,W) float32 of `img`, read already, with the parsed strategy `s`."
     H, W = img.shape[:2]
@@ -238,15 +245,10 @@ def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=
     if s['name'] == 'downsample' and max(H, W) > s['max_dim']:
         scale = s['max_dim'] / max(H, W)
         small = F.interpolate(x, size=(max(1, round(H * scale)), max(1, round(W * scale))), mode='bilinear', antialias=True, align_corners=False)
-        small_padded = _pad_to(small)
-        self._engine_for_input(small_padded.shape[-2:])
-        logits = self._logits(small_padded)[..., :small.shape[-2], :small.shape[-1]].float().cpu()
+        logits = self._whole_logits(small)[..., :small.shape[-2], :small.shape[-1]].float().cpu()
         logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
         out[:] = torch.sigmoid(logits)[0, 0].numpy()
-    else:
-        x = _pad_to(x)
-        self._engine_for_input(x.shape[-2:])
-        out[:] = torch.sigmoid(self._logits(x).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
+    else: out[:] = torch.sigmoid(self._whole_logits(x).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
     return out
 
 def tile_extent(
