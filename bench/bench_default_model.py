@@ -86,24 +86,30 @@ def evaluate(gen, cases, tile, whole=None, tta_gen=None):
 
 def real_validation(gen, real_root, tile):
     """Per-modality Dice on the real validation images of `maskgen.default_model.real_pairs` (never trained on): the model at default settings
-    (`generate(path)`: default strategy, threshold 0.5), with its calibrated threshold, its tiles against its whole image, and best-polarity Otsu and Li."""
+    (`generate(path)`: default strategy, threshold 0.5), with its calibrated threshold, its tiles (`tile`, and the generator's default 512 px
+    tiles) against the whole image in one pass (`strategy='whole'`), and best-polarity Otsu and Li."""
     from maskgen.default_model import real_pairs
+    from maskgen.generator import parse_strategy
+    default_tile = parse_strategy('tile')
     from maskgen.data import read_mask
     per_image, thr = [], threshold_of(gen)
     for p in real_pairs(real_root):
         if p['split'] != 'val': continue
         truth = read_mask(p['mask'], 0)
-        pw = gen.predict_probability(p['image'], None, progress=False)
+        pa = gen.predict_probability(p['image'], None, progress=False)   # the default strategy: 512 px tiles once both sides reach 512
         default = np.asarray(gen.generate(p['image'], progress=False)) > 0
+        pw = gen.predict_probability(p['image'], 'whole', progress=False)
         pt = gen.predict_probability(p['image'], tile, progress=False)
+        pd = gen.predict_probability(p['image'], default_tile, progress=False)
         cl = classical_masks(p['image'], truth)
         per_image.append(dict(set=p['set'], modality=p['modality'], image=p['image'].name, default=dice(default, truth),
-                              calibrated=dice(pw > thr, truth), tile_vs_whole=dice(pt > 0.5, pw > 0.5),
+                              calibrated=dice(pa > thr, truth), tile_vs_whole=dice(pt > 0.5, pw > 0.5),
+                              tile_vs_whole_default_tiles=dice(pd > 0.5, pw > 0.5),
                               otsu=dice(cl['otsu'], truth), li=dice(cl['li'], truth)))
     out = {}
     for modality in dict.fromkeys(r['modality'] for r in per_image):
         rs = [r for r in per_image if r['modality'] == modality]
-        m = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in ('default', 'calibrated', 'tile_vs_whole', 'otsu', 'li')}
+        m = {k: round(float(np.mean([r[k] for r in rs])), 4) for k in ('default', 'calibrated', 'tile_vs_whole', 'tile_vs_whole_default_tiles', 'otsu', 'li')}
         m.update(n=len(rs), sets=sorted({r['set'] for r in rs}), margin_over_otsu=round(m['default'] - m['otsu'], 4))
         out[modality] = m
     summary = dict(mean_margin_over_otsu=round(float(np.mean([m['margin_over_otsu'] for m in out.values()])), 4),
