@@ -8,7 +8,7 @@ polarity (bright or dark foreground) chosen per image by the ground truth, which
 Agreement of tiles and whole image also for the default tile size (512) at overlaps 64, 128 and 192 on 1024x1024 images.
 Test-time augmentation: Dice of `whole` with the mean of 8 views (flips and transposes, `tta=8`).
 Real images: per-modality Dice on the validation split of `maskgen.default_model.real_pairs` (images never trained on) at default
-settings, against best-polarity Otsu and Li.
+settings, against best-polarity Otsu and Li, and the agreement of 256 px and default (512 px) tiles with `strategy='whole'`.
 Speed: a 2048x2048 image, steady state, with 1, 4 and 8 views. Prints JSON; `--out FILE` also writes it.
 
     python bench/bench_default_model.py [--n 6] [--weights W] [--out bench/results/default_model.json]
