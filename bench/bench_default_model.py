@@ -90,17 +90,17 @@ def real_validation(gen, real_root, tile):
     tiles) against the whole image in one pass (`strategy='whole'`), and best-polarity Otsu and Li."""
     from maskgen.default_model import real_pairs
     from maskgen.generator import parse_strategy
-    default_tile = parse_strategy('tile')
     from maskgen.data import read_mask
+    default_tile = parse_strategy('tile')
     per_image, thr = [], threshold_of(gen)
     for p in real_pairs(real_root):
         if p['split'] != 'val': continue
         truth = read_mask(p['mask'], 0)
-        pa = gen.predict_probability(p['image'], None, progress=False)   # the default strategy: 512 px tiles once both sides reach 512
         default = np.asarray(gen.generate(p['image'], progress=False)) > 0
         pw = gen.predict_probability(p['image'], 'whole', progress=False)
         pt = gen.predict_probability(p['image'], tile, progress=False)
         pd = gen.predict_probability(p['image'], default_tile, progress=False)
+        pa = pd if parse_strategy(None, truth.shape) == default_tile else pw   # the default strategy is one of the two
         cl = classical_masks(p['image'], truth)
         per_image.append(dict(set=p['set'], modality=p['modality'], image=p['image'].name, default=dice(default, truth),
                               calibrated=dice(pa > thr, truth), tile_vs_whole=dice(pt > 0.5, pw > 0.5),

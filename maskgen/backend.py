@@ -11,7 +11,7 @@ from torch import nn
 from .files import write_json, read_json
 from .engine import net_logits, is_fusable, folded_net
 from .hub import cache_dir
-from .io import available_memory   # re-exported: `engine_fits` reads it
+from .io import available_memory   # a module-level name, so `engine_fits` reads it here and tests can patch it
 
 # %% auto #0
 __all__ = ['ENGINES', 'BACKENDS', 'ENGINE_MARGIN', 'MEASURE_BUDGET', 'PIN_VARIABLE', 'ENGINE_PACKAGES',
