@@ -16,7 +16,7 @@ from .model import Net, GRN
 # %% auto #0
 __all__ = ['KEEP_FREED_VARIABLE', 'BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits',
            'keep_freed_memory', 'tile_starts', 'balanced_tile', 'default_overlap', 'blend_profile', 'TileGrid',
-           'tile_grid', 'tiled_probability', 'check_clean_up', 'clean_mask']
+           'tile_grid', 'read_tile', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -232,14 +232,19 @@ def tile_starts(
     length:int,     # image height or width
     tile_size:int,  # tile side
     overlap:int,    # minimum overlap between neighbouring tiles
+    align:int=1,    # starts are multiples of this (the network's stride): the tiles then see the pixel grid the whole image does
 )->list[int]:
-    "Start offsets of tiles covering `length`, `tile_size - overlap` apart, the last one flush with the end."
-    if length < tile_size: raise ValueError(f"The image side of {length} px is smaller than tile_size {tile_size}: "
-                                            f"use strategy 'whole' or a tile_size of at most {length // 32 * 32}")
-    if length == tile_size: return [0]   # one tile, whatever the overlap
-    stride = tile_size - overlap
-    n = math.ceil((length - tile_size) / stride) + 1
-    return [min(i * stride, length - tile_size) for i in range(n)]
+    "Start offsets of tiles covering `length`, at most `tile_size - overlap` apart, the last one flush with the end (`length` rounded up to a multiple of `align`)."
+    end = -(-length // align) * align   # past `length`, a tile reads the padding a whole image gets (see `read_tile`)
+    if end < tile_size: raise ValueError(f"The image side of {length} px is smaller than tile_size {tile_size}: "
+                                         f"use strategy 'whole' or a tile_size of at most {length // 32 * 32}")
+    if end == tile_size: return [0]   # one tile, whatever the overlap
+    T, O = tile_size // align, -(-overlap // align)   # in steps of `align`: the overlap rounded up, so never less than asked
+    if tile_size % align or O >= T: raise ValueError(f"Tiles of {tile_size} px overlapping by {overlap} cannot start on a grid of {align} px: "
+                                                     f"use a tile_size that is a multiple of {align} and at least {(O + 1) * align}, or align=1")
+    n = math.ceil((end // align - T) / (T - O)) + 1
+    return [min(i * (T - O), end // align - T) * align for i in range(n)]
+
 
 # %% ../nbs/04_engine.ipynb #9009a3f6
 def balanced_tile(
@@ -247,11 +252,18 @@ def balanced_tile(
     tile_size:int, # the largest tile side
     overlap:int,   # minimum overlap between neighbouring tiles
     align:int=32,  # the side is a multiple of this (the network's stride)
+    on_grid:bool=True, # the tiles start on the `align` grid too (see `tile_starts`)
 )->int:
     "The smallest tile side, a multiple of `align` and at most `tile_size`, that covers `length` with as few tiles as `tile_size` does."
     if length <= tile_size or tile_size % align or overlap >= tile_size: return tile_size
-    n = len(tile_starts(length, tile_size, overlap))
-    return min(tile_size, -(-(length + (n - 1) * overlap) // (n * align)) * align)
+    if not on_grid:
+        n = len(tile_starts(length, tile_size, overlap))
+        return min(tile_size, -(-(length + (n - 1) * overlap) // (n * align)) * align)
+    T, O = tile_size // align, -(-overlap // align)   # in steps of `align`
+    if O >= T: return tile_size
+    n, L = len(tile_starts(length, tile_size, overlap, align)), -(-length // align)
+    return min(tile_size, -(-(L + (n - 1) * O) // n) * align)   # n tiles of T' steps cover L when n·T' ≥ L + (n-1)·O
+
 
 # %% ../nbs/04_engine.ipynb #80ed0332
 def default_overlap(
@@ -294,7 +306,7 @@ class TileGrid(NamedTuple):
     th:int; tw:int            # tile height and width (`balanced_tile` of the largest tile)
     ys:list; xs:list          # tile rows and columns (`tile_starts`)
     prof_y:list; prof_x:list  # each tile row's and column's blend profile (`blend_profile`)
-    sum_y:np.ndarray; sum_x:np.ndarray  # the profiles' sums over the image's rows and columns
+    sum_y:np.ndarray; sum_x:np.ndarray  # the profiles' sums over the rows and columns the tiles cover: the image's, padded to the grid
     @property
     def n_tiles(self)->int: return len(self.ys) * len(self.xs)
     @property
@@ -305,17 +317,39 @@ def tile_grid(
     tile_size:int|tuple,    # largest tile side, or (height, width)
     overlap:int,            # minimum overlap between neighbouring tiles
     window:str='hann',      # blend window (see `blend_profile`)
+    on_grid:bool=True,      # start the tiles on the network's 32 px grid, which the whole image's pixels sit on (see `tile_starts`)
 )->TileGrid:
-    "The tiles of an H×W image, their sides evened out by `balanced_tile`, with their blend profiles: the one layout every tiler uses."
+    "The tiles of an H×W image, their sides evened out by `balanced_tile`, on the network's grid, with their blend profiles: the one layout every tiler uses."
     th, tw = (tile_size, tile_size) if isinstance(tile_size, (int, np.integer)) else tile_size
-    th, tw = balanced_tile(H, th, overlap), balanced_tile(W, tw, overlap)
-    ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
-    prof_y = [blend_profile(th, overlap, window, y > 0, y + th < H) for y in ys]
-    prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < W) for x in xs]
-    sum_y, sum_x = np.zeros(H, np.float32), np.zeros(W, np.float32)
+    def fits(L, t): return t % 32 == 0 and (-(-overlap // 32) * 32 < t or -(-L // 32) * 32 <= t)   # one tile, or room to overlap on the grid
+    gy, gx = on_grid and fits(H, th), on_grid and fits(W, tw)   # each side on the grid where it can be (not: 32 px tiles that overlap)
+    th, tw = balanced_tile(H, th, overlap, on_grid=gy), balanced_tile(W, tw, overlap, on_grid=gx)
+    ys, xs = tile_starts(H, th, overlap, 32 if gy else 1), tile_starts(W, tw, overlap, 32 if gx else 1)
+    Hp, Wp = ys[-1] + th, xs[-1] + tw   # the image's sides rounded up to the grid: the last tiles read the padding there
+    prof_y = [blend_profile(th, overlap, window, y > 0, y + th < Hp) for y in ys]
+    prof_x = [blend_profile(tw, overlap, window, x > 0, x + tw < Wp) for x in xs]
+    sum_y, sum_x = np.zeros(Hp, np.float32), np.zeros(Wp, np.float32)
     for y, p in zip(ys, prof_y): sum_y[y:y + th] += p
     for x, p in zip(xs, prof_x): sum_x[x:x + tw] += p
     return TileGrid(th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x)
+
+# %% ../nbs/04_engine.ipynb #347b4da3
+def read_tile(
+    image,            # (H,W,...) array, or anything sliced like one (a `maskgen.large.LazyImage`)
+    y:int, x:int,     # top-left corner, inside the image
+    h:int, w:int,     # tile height and width; rows and columns past the image's bottom and right edges are padding
+    reflect:bool=True, # pad by reflection (without the edge pixel), as `MaskGenerator` pads a whole image; else repeat the edge
+)->np.ndarray:
+    "The h×w piece of `image` at (y, x), padded past the image's bottom and right edges exactly as a whole-image run pads them."
+    H, W = image.shape[:2]
+    if y + h <= H and x + w <= W: return image[y:y + h, x:x + w]
+    def index(start, n, size):   # source row (or column) of each of n rows from `start`
+        i = np.arange(start, start + n)
+        return np.where(i < size, i, 2 * (size - 1) - i if reflect else size - 1)
+    rows, cols = index(y, h, H), index(x, w, W)
+    block = np.asarray(image[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+    return block[np.ix_(rows - rows.min(), cols - cols.min())]
+
 
 # %% ../nbs/04_engine.ipynb #7c77a4ba
 def tiled_probability(
@@ -328,29 +362,32 @@ def tiled_probability(
     tiles_per_batch:int=1,         # tiles per call of `predict`
     device='cpu',                  # device of the input tensors
     progress:Callable|None=None,   # called with the number of tiles just done
+    on_grid:bool=True,             # start the tiles on the network's 32 px grid (see `tile_grid`); False only to measure what it buys
 )->Iterator[tuple[int, int, np.ndarray]]:
     "Yield `(row_start, row_end, probabilities)` strips of the blended tiled prediction, top to bottom, as they become final."
     if overlap is None: overlap = default_overlap(tile_size)
     H, W = image.shape[:2]
-    th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window)
-    acc = np.zeros((th, W), np.float32)   # rows top..top+th of the blended sum
+    th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window, on_grid)
+    Hp, Wp = len(sum_y), len(sum_x)   # the sides rounded up to the network's grid (see `tile_grid`)
+    reflect = Hp - H < H and Wp - W < W   # the padding of a whole-image run
+    acc = np.zeros((th, Wp), np.float32)   # rows top..top+th of the blended sum
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     top = 0
     for iy, y in enumerate(ys):
         if y > top:   # rows top..y are final: no later tile reaches them
-            yield top, y, acc[:y - top] / (sum_y[top:y, None] * sum_x[None])
+            yield top, y, acc[:y - top, :W] / (sum_y[top:y, None] * sum_x[None, :W])
             acc[:th - (y - top)] = acc[y - top:].copy()
             acc[th - (y - top):] = 0
             top = y
         for b0 in range(0, len(xs), tiles_per_batch):
             bx = xs[b0:b0 + tiles_per_batch]
-            for j, x in enumerate(bx): normalize_tile(image[y:y + th, x:x + tw], value_range, out=buf[j])
+            for j, x in enumerate(bx): normalize_tile(read_tile(image, y, x, th, tw, reflect), value_range, out=buf[j])
             logits = predict(torch.from_numpy(buf[:len(bx)]).to(device))
             probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for j, x in enumerate(bx):
                 acc[y - top:y - top + th, x:x + tw] += probs[j] * prof_y[iy][:, None] * prof_x[b0 + j][None]
             if progress: progress(len(bx))
-    yield top, H, acc[:H - top] / (sum_y[top:, None] * sum_x[None])
+    yield top, H, acc[:H - top, :W] / (sum_y[top:H, None] * sum_x[None, :W])
 
 # %% ../nbs/04_engine.ipynb #3dfa90f4
 def check_clean_up(

@@ -263,11 +263,8 @@ def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
     "Strips of the tiled prediction of `img`, with a progress bar when asked."
     from maskgen.engine import tile_grid
     H, W = img.shape[:2]
-    th, tw = tile_extent(img.shape, s['tile_size'])
-    if H < th or W < tw:   # a side shorter than its tile: pad it as `_pad_to` pads a whole image, and crop the strips
-        ph, pw = th - min(H, th), tw - min(W, tw)
-        img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode='reflect' if ph < H and pw < W else 'edge')
-    grid = tile_grid(*img.shape[:2], (th, tw), s['overlap'], s['window'])   # what `tiled_probability` will run
+    th, tw = tile_extent(img.shape, s['tile_size'])   # a side shorter than a tile: one tile, which reads the padding a whole image gets
+    grid = tile_grid(H, W, (th, tw), s['overlap'], s['window'])   # what `tiled_probability` will run
     self._engine_for_tiles((grid.th, grid.tw))   # backend='auto': the engine fastest on these tiles, which the overlap may have shrunk
     n = grid.n_tiles
     bar, done = None, 0
@@ -282,7 +279,7 @@ def _tile_strips(self:MaskGenerator, img, value_range, s, progress):
     try:
         for r0, r1, p in tiled_probability(img, value_range, self._logits, (th, tw), s['overlap'], s['window'],
                                            self.tiles_per_batch, 'cpu', tiles_done):
-            if r0 < H: yield r0, min(r1, H), p[:min(r1, H) - r0, :W]
+            yield r0, r1, p
             del p   # the caller is done with the strip: free it before the next row of tiles runs
     finally:
         if bar: bar.close()

@@ -11,7 +11,7 @@ import numpy as np
 from .files import writable_folder
 from .io import (intensity_range, normalize_tile, atomic_write, max_image_pixels, is_integer, read_image, mask_file_problem,
                  ImageReadError, ImageTooLargeError, ImagePlaneError)
-from .engine import tile_grid, default_overlap
+from .engine import tile_grid, default_overlap, read_tile
 
 # %% auto #0
 __all__ = ['LAZY_OUTPUT_SUFFIXES', 'LazyImage', 'zarr_module', 'is_lazy', 'open_lazy', 'lazy_intensity_range',
@@ -281,16 +281,17 @@ def tiled_region_probability(
     r0, r1, c0, c1 = region
     if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W): raise ValueError(f"region={region!r} is not inside the image of {H}x{W} px (rows, then columns)")
     th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, (th, tw), overlap, window)   # the layout `tiled_probability` uses
+    reflect = len(sum_y) - H < H and len(sum_x) - W < W   # past the bottom and right edges, the padding of a whole-image run
     rows = [i for i, y in enumerate(ys) if y < r1 and y + th > r0]
     cols = [j for j, x in enumerate(xs) if x < c1 and x + tw > c0]
-    if isinstance(image, LazyImage): image.columns = (xs[cols[0]], xs[cols[-1]] + tw)   # bands of input rows only as wide as needed
+    if isinstance(image, LazyImage): image.columns = (xs[cols[0]], min(W, xs[cols[-1]] + tw))   # bands of input rows only as wide as needed
     acc = np.zeros((r1 - r0, c1 - c0), np.float32)
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     for iy in rows:
         y = ys[iy]
         for b0 in range(0, len(cols), tiles_per_batch):
             bx = cols[b0:b0 + tiles_per_batch]
-            for k, j in enumerate(bx): normalize_tile(image[y:y + th, xs[j]:xs[j] + tw], value_range, out=buf[k])
+            for k, j in enumerate(bx): normalize_tile(read_tile(image, y, xs[j], th, tw, reflect), value_range, out=buf[k])
             probs = torch.sigmoid(predict(torch.from_numpy(buf[:len(bx)]).to(device)).float())[:, 0].cpu().numpy()
             for k, j in enumerate(bx):
                 x = xs[j]

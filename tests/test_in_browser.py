@@ -242,6 +242,30 @@ def small_images(folder:Path)->dict:
     return out
 
 
+def test_page_tiles_off_the_grid_like_python(session, tmp_path):
+    "An image whose sides are not multiples of 32: the page's last tiles read the padding past its edges, as `read_tile` does."
+    from PIL import Image
+    from maskgen.synth import synth_image
+    img, _ = synth_image('nuclei', (600, 700), seed=1)
+    path = tmp_path / 'off_grid.png'
+    Image.fromarray(img).save(path)
+    out = session.mask(path)
+    assert out['state'] == 'done', out['message']
+    assert out['info']['strategy']['name'] == 'tile' and out['info']['tiles'] == tile_grid_tiles(600, 700)
+    prob = session.probability()
+    ref_prob, ref_mask, _, threshold = python_reference(path)
+    worst = np.abs(prob - ref_prob).max()
+    assert dice(prob > np.float32(threshold), ref_mask) >= 0.995 and worst <= 1e-3, f"page vs Python: max |Δprob| {worst:.2e}"
+
+
+def tile_grid_tiles(H:int, W:int)->int:
+    "Tiles the Python package runs on an H×W image at the default strategy."
+    from maskgen.engine import tile_grid
+    from maskgen.generator import parse_strategy
+    s = parse_strategy(None, (H, W))
+    return tile_grid(H, W, s['tile_size'], s['overlap'], s['window']).n_tiles
+
+
 @pytest.mark.filterwarnings('ignore:.*not a number')
 def test_page_reads_formats_like_python(session, tmp_path):
     import tifffile
@@ -261,13 +285,19 @@ def test_page_reads_formats_like_python(session, tmp_path):
 
 
 def test_page_ports_the_tiling_rules(session):
-    "tile_starts, blend_profile, the default strategy and intensity_range of the page's core against the Python package's."
-    from maskgen.engine import tile_starts, blend_profile
+    "tile_starts, tile_grid, blend_profile, the default strategy and intensity_range of the page's core against the Python package's."
+    from maskgen.engine import tile_starts, blend_profile, tile_grid
     from maskgen.generator import parse_strategy
     from maskgen.io import intensity_range
     page = session.page
     for length, tile, overlap in [(512, 512, 192), (1024, 512, 192), (1500, 512, 192), (700, 256, 64), (97, 32, 0)]:
         assert page.evaluate(f'() => maskgen.core.tileStarts({length}, {tile}, {overlap})') == tile_starts(length, tile, overlap)
+    for length, tile, overlap in [(1022, 480, 192), (1024, 512, 192), (1500, 512, 100), (700, 256, 64), (97, 64, 0), (500, 512, 192)]:
+        assert page.evaluate(f'() => maskgen.core.tileStarts({length}, {tile}, {overlap}, 32)') == tile_starts(length, tile, overlap, 32)
+    for H, W, tile, overlap in [(1022, 1024, 512, 192), (2048, 1500, 512, 64), (700, 1300, 256, 96), (100, 100, 32, 8), (520, 696, 512, 192)]:
+        g = tile_grid(H, W, tile, overlap)
+        got = page.evaluate(f'() => maskgen.core.tileGrid({H}, {W}, {tile}, {overlap})')
+        assert (got['TH'], got['TW'], got['ys'], got['xs'], got['height'], got['width']) == (g.th, g.tw, g.ys, g.xs, len(g.sum_y), len(g.sum_x)), (H, W)
     for window in ('hann', 'linear', 'gaussian'):
         for start, end in [(True, True), (False, True), (True, False)]:
             got = page.evaluate(f'() => Array.from(maskgen.core.blendProfile(512, 192, "{window}", {str(start).lower()}, {str(end).lower()}))')

@@ -1,22 +1,47 @@
 // The arithmetic of maskgen's Python inference, ported line by line so the page gives the Python package's masks:
 // intensity range and normalization (maskgen/io.py: intensity_range, normalize_tile), the default strategy
 // (maskgen/generator.py: parse_strategy(None, shape)), padding to a multiple of 32 (generator._pad_to), and the tiling
-// with its blend window (maskgen/engine.py: tile_starts, balanced_tile, blend_profile, tiled_probability). The numbers these rules use
+// with its blend window (maskgen/engine.py: tile_starts, balanced_tile, tile_grid, read_tile, blend_profile, tiled_probability). The numbers these rules use
 // (tile size, overlap, window, percentiles, ...) come from model.json, which web/build.py writes from the Python package.
 // Pure functions, no DOM: the worker runs them, and the page exposes them to the tests (window.maskgen.core).
 
 const f32 = Math.fround;
 
-/** Start offsets of tiles covering `length`, `tileSize - overlap` apart, the last one flush with the end (engine.tile_starts). */
-export function tileStarts(length, tileSize, overlap) {
-  if (length < tileSize) throw new Error(`The image side of ${length} px is smaller than the tile size ${tileSize}`);
-  const stride = tileSize - overlap;
-  const n = Math.ceil((length - tileSize) / stride) + 1;
-  return Array.from({length: n}, (_, i) => Math.min(i * stride, length - tileSize));
+/**
+ * Start offsets of tiles covering `length`, at most `tileSize - overlap` apart, multiples of `align`, the last one flush with
+ * the end (`length` rounded up to a multiple of `align`) (engine.tile_starts).
+ */
+export function tileStarts(length, tileSize, overlap, align = 1) {
+  const end = Math.ceil(length / align) * align;
+  if (end < tileSize) throw new Error(`The image side of ${length} px is smaller than the tile size ${tileSize}`);
+  if (end === tileSize) return [0];
+  const T = Math.floor(tileSize / align), O = Math.ceil(overlap / align), L = end / align;
+  if (tileSize % align || O >= T) throw new Error(`Tiles of ${tileSize} px overlapping by ${overlap} cannot start on a grid of ${align} px`);
+  const n = Math.ceil((L - T) / (T - O)) + 1;
+  return Array.from({length: n}, (_, i) => Math.min(i * (T - O), L - T) * align);
 }
 
-/** The smallest tile side, a multiple of `align` and at most `tileSize`, covering `length` with as few tiles (engine.balanced_tile). */
+/** The smallest tile side, a multiple of `align` and at most `tileSize`, covering `length` with as few tiles on the grid (engine.balanced_tile). */
 export function balancedTile(length, tileSize, overlap, align = 32) {
+  const T = Math.floor(tileSize / align), O = Math.ceil(overlap / align);
+  if (length <= tileSize || tileSize % align || O >= T) return tileSize;
+  const n = tileStarts(length, tileSize, overlap, align).length, L = Math.ceil(length / align);
+  return Math.min(tileSize, Math.ceil((L + (n - 1) * O) / n) * align);
+}
+
+/** Tile sides, starts and the padded extent of an `height` x `width` image (engine.tile_grid). */
+export function tileGrid(height, width, tileSize, overlap, onGrid = true) {
+  // each side on the 32 px grid where it can be: one tile, or room to overlap on the grid (not: 32 px tiles that overlap)
+  const fits = (L, t) => onGrid && t % 32 === 0 && (Math.ceil(overlap / 32) * 32 < t || Math.ceil(L / 32) * 32 <= t);
+  const gy = fits(height, tileSize), gx = fits(width, tileSize);
+  const TH = gy ? balancedTile(height, tileSize, overlap) : balancedOffGrid(height, tileSize, overlap);
+  const TW = gx ? balancedTile(width, tileSize, overlap) : balancedOffGrid(width, tileSize, overlap);
+  const ys = tileStarts(height, TH, overlap, gy ? 32 : 1), xs = tileStarts(width, TW, overlap, gx ? 32 : 1);
+  return {TH, TW, ys, xs, height: ys[ys.length - 1] + TH, width: xs[xs.length - 1] + TW};
+}
+
+/** balanced_tile(..., on_grid=False): the side a multiple of 32, the starts anywhere. */
+function balancedOffGrid(length, tileSize, overlap, align = 32) {
   if (length <= tileSize || tileSize % align || overlap >= tileSize) return tileSize;
   const n = tileStarts(length, tileSize, overlap).length;
   return Math.min(tileSize, Math.ceil((length + (n - 1) * overlap) / (n * align)) * align);
@@ -61,7 +86,8 @@ export function defaultStrategy(height, width, settings) {
 export function tileCount(height, width, strategy) {
   if (strategy.name !== 'tile') return 1;
   const {tile_size: t, overlap: o} = strategy;
-  return tileStarts(height, balancedTile(height, t, o), o).length * tileStarts(width, balancedTile(width, t, o), o).length;
+  const g = tileGrid(height, width, t, o);
+  return g.ys.length * g.xs.length;
 }
 
 // numpy's default ('linear') percentile of a sorted sample given by `at(k)` (the k-th smallest of `n` values)
@@ -166,11 +192,11 @@ export async function probability(img, range, strategy, settings, predict, onTil
     return prob;
   }
   const {tile_size: T, overlap: o, window} = strategy;
-  const TH = balancedTile(H, T, o), TW = balancedTile(W, T, o);   // tiles spread evenly, as tiled_probability does
-  const ys = tileStarts(H, TH, o), xs = tileStarts(W, TW, o);
-  const profY = ys.map(y => blendProfile(TH, o, window, y > 0, y + TH < H));
-  const profX = xs.map(x => blendProfile(TW, o, window, x > 0, x + TW < W));
-  const sumY = new Float32Array(H), sumX = new Float32Array(W);
+  const {TH, TW, ys, xs, height: HP, width: WP} = tileGrid(H, W, T, o);   // on the network's grid, as tiled_probability
+  const reflect = HP - H < H && WP - W < W;   // past the edges, the padding of a whole-image run
+  const profY = ys.map(y => blendProfile(TH, o, window, y > 0, y + TH < HP));
+  const profX = xs.map(x => blendProfile(TW, o, window, x > 0, x + TW < WP));
+  const sumY = new Float32Array(HP), sumX = new Float32Array(WP);
   ys.forEach((y, i) => { for (let k = 0; k < TH; k++) sumY[y + k] += profY[i][k]; });
   xs.forEach((x, i) => { for (let k = 0; k < TW; k++) sumX[x + k] += profX[i][k]; });
   const input = new Float32Array(3 * TH * TW), total = ys.length * xs.length;
@@ -179,11 +205,12 @@ export async function probability(img, range, strategy, settings, predict, onTil
     const y = ys[iy], py = profY[iy];
     for (let ix = 0; ix < xs.length; ix++) {
       const x = xs[ix], px = profX[ix];
-      normalizeRegion(img, range, y, x, TH, TW, input);
+      normalizeRegion(img, range, y, x, TH, TW, input, reflect);
       const logits = await predict(input, TH, TW);
-      for (let i = 0; i < TH; i++) {
+      const h = Math.min(TH, H - y), w = Math.min(TW, W - x);   // the part inside the image
+      for (let i = 0; i < h; i++) {
         const row = (y + i) * W + x, wy = py[i];
-        for (let j = 0; j < TW; j++) prob[row + j] += f32(f32(f32(sigmoid(logits[i * TW + j])) * wy) * px[j]);
+        for (let j = 0; j < w; j++) prob[row + j] += f32(f32(f32(sigmoid(logits[i * TW + j])) * wy) * px[j]);
       }
       onTile(++done, total);
     }
