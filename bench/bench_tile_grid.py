@@ -8,7 +8,7 @@ flush with the image's end (`on_grid=False`, the layout before); and the whole i
 (a crop from the top left), on the pixels the two share. Mask Dice at the model's threshold, per modality and per image.
 Prints JSON; `--out FILE` also writes it.
 
-    python bench/bench_tile_grid.py [--threads 2] [--out bench/results/tile_grid.json]
+    python bench/bench_tile_grid.py [--threads 2] [--weights W] [--out bench/results/tile_grid.json]
 """
 import argparse, json, platform, time
 from pathlib import Path
@@ -30,6 +30,7 @@ def cpu_name()->str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--real-root', default=str(Path(__file__).resolve().parents[2] / 'shared' / 'datasets' / 'real'))
+    ap.add_argument('--weights', default=None, help='checkpoint to measure instead of the embedded default model')
     ap.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument('--shifts', type=int, nargs='*', default=[1, 16, 32], help='pixels to move the whole image by')
     ap.add_argument('--out', default=None)
@@ -41,7 +42,7 @@ def main():
     from maskgen.io import read_image, intensity_range
     from maskgen.settings import parse_strategy
     if args.threads: torch.set_num_threads(args.threads)
-    gen = MaskGenerator(device='cpu', backend='torch')
+    gen = MaskGenerator(args.weights, device='cpu', backend='torch')
     thr = gen.threshold if gen.threshold is not None else 0.5
     rows, t0 = [], time.perf_counter()
     for p in real_pairs(args.real_root):
