@@ -16,7 +16,7 @@ from .model import Net, GRN
 # %% auto #0
 __all__ = ['KEEP_FREED_VARIABLE', 'BLEND_WINDOWS', 'fused_head', 'is_fusable', 'FoldedHead', 'folded_net', 'net_logits',
            'keep_freed_memory', 'tile_starts', 'balanced_tile', 'default_overlap', 'blend_profile', 'TileGrid',
-           'tile_grid', 'read_tile', 'tiled_probability', 'check_clean_up', 'clean_mask']
+           'tile_grid', 'pads_by_reflection', 'read_tile', 'tiled_probability', 'check_clean_up', 'clean_mask']
 
 # %% ../nbs/04_engine.ipynb #6acfa689
 def _combine_moments(stats:list[tuple[float, float, int]])->tuple[float, float]:
@@ -334,6 +334,13 @@ def tile_grid(
     return TileGrid(th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x)
 
 # %% ../nbs/04_engine.ipynb #347b4da3
+def pads_by_reflection(
+    H:int, W:int,   # the image's height and width
+    Hp:int, Wp:int, # the padded height and width
+)->bool:
+    "Whether an H×W image padded at the bottom and right to Hp×Wp is padded by reflection (each side has more rows than it gains), else by repeating the edge: the rule of a whole-image run."
+    return Hp - H < H and Wp - W < W
+
 def read_tile(
     image,            # (H,W,...) array, or anything sliced like one (a `maskgen.large.LazyImage`)
     y:int, x:int,     # top-left corner, inside the image
@@ -369,7 +376,7 @@ def tiled_probability(
     H, W = image.shape[:2]
     th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, tile_size, overlap, window, on_grid)
     Hp, Wp = len(sum_y), len(sum_x)   # the sides rounded up to the network's grid (see `tile_grid`)
-    reflect = Hp - H < H and Wp - W < W   # the padding of a whole-image run
+    reflect = pads_by_reflection(H, W, Hp, Wp)   # the padding of a whole-image run
     acc = np.zeros((th, Wp), np.float32)   # rows top..top+th of the blended sum
     buf = np.empty((tiles_per_batch, 3, th, tw), np.float32)
     top = 0

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from .io import read_image, intensity_range, normalize_tile, save_mask, save_probability, check_output_suffix
 from .checkpoint import load_model, DEFAULT_WEIGHTS
-from .engine import net_logits, tiled_probability, keep_freed_memory
+from .engine import net_logits, tiled_probability, keep_freed_memory, pads_by_reflection
 from .backend import check_backend, pick_backend, engine_twin, tile_size_key, engine_fits, engine_input_bytes
 from .settings import (pick_device, cpu_has_bf16, pick_precision, STRATEGIES, parse_strategy, POSTPROCESS_KEYS,
                               check_postprocess, apply_postprocess, describe_postprocess, postprocess_from_options,
@@ -135,7 +135,7 @@ def _pad_to(x:torch.Tensor, multiple:int=32)->torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     if not (ph or pw): return x
-    mode = 'reflect' if ph < h and pw < w else 'replicate'
+    mode = 'reflect' if pads_by_reflection(h, w, h + ph, w + pw) else 'replicate'
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 # %% ../nbs/08_generator.ipynb #6f8eae2a

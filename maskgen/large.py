@@ -11,7 +11,7 @@ import numpy as np
 from .files import writable_folder
 from .io import (intensity_range, normalize_tile, atomic_write, max_image_pixels, is_integer, read_image, mask_file_problem,
                  ImageReadError, ImageTooLargeError, ImagePlaneError)
-from .engine import tile_grid, default_overlap, read_tile
+from .engine import tile_grid, default_overlap, read_tile, pads_by_reflection
 
 # %% auto #0
 __all__ = ['LAZY_OUTPUT_SUFFIXES', 'LazyImage', 'zarr_module', 'is_lazy', 'open_lazy', 'lazy_intensity_range',
@@ -281,7 +281,7 @@ def tiled_region_probability(
     r0, r1, c0, c1 = region
     if not (0 <= r0 < r1 <= H and 0 <= c0 < c1 <= W): raise ValueError(f"region={region!r} is not inside the image of {H}x{W} px (rows, then columns)")
     th, tw, ys, xs, prof_y, prof_x, sum_y, sum_x = tile_grid(H, W, (th, tw), overlap, window)   # the layout `tiled_probability` uses
-    reflect = len(sum_y) - H < H and len(sum_x) - W < W   # past the bottom and right edges, the padding of a whole-image run
+    reflect = pads_by_reflection(H, W, len(sum_y), len(sum_x))   # past the bottom and right edges, the padding of a whole-image run
     rows = [i for i, y in enumerate(ys) if y < r1 and y + th > r0]
     cols = [j for j, x in enumerate(xs) if x < c1 and x + tw > c0]
     if isinstance(image, LazyImage): image.columns = (xs[cols[0]], min(W, xs[cols[-1]] + tw))   # bands of input rows only as wide as needed
