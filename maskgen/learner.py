@@ -14,7 +14,7 @@ from .model import Net
 from .settings import pick_device
 from .checkpoint import save_safetensors
 from .recipe import (train_config, make_datasets, param_groups, segmentation_loss, make_loader, auto_num_workers, seed_everything,
-                           epoch_seed, amp_settings, probability_histograms)
+                           epoch_seed, amp_settings, probability_histograms, shifted_views, shift_consistency_loss)
 from .metrics import calibrate_threshold, overlap_scores
 try:
     import fastai
@@ -29,7 +29,8 @@ except ImportError as e:
     raise ImportError(f"maskgen.learner needs fastai ({e}): pip install fastai, or train with maskgen.train, which does not") from None
 
 # %% auto #0
-__all__ = ['EMAModel', 'EMACallback', 'EpochCrops', 'CPUAutocast', 'MaskDice', 'MaskIoU', 'mask_learner', 'export_learner']
+__all__ = ['EMAModel', 'EMACallback', 'EpochCrops', 'ShiftConsistency', 'CPUAutocast', 'MaskDice', 'MaskIoU', 'mask_learner',
+           'export_learner']
 
 # %% ../nbs/20_learner.ipynb #9d64a25a
 class EMAModel(nn.Module):
@@ -73,6 +74,24 @@ class EpochCrops(Callback):
         dl, epoch = self.learn.dls.train, self.learn.epoch + 1
         if hasattr(dl.dataset, 'set_epoch'): dl.dataset.set_epoch(epoch)
         if getattr(dl, 'generator', None) is not None: dl.generator.manual_seed(epoch_seed(self.seed, epoch))
+
+# %% ../nbs/20_learner.ipynb #e408c30b
+class ShiftConsistency(Callback):
+    "Train on two shifted views of each crop and add `weight` × their disagreement to the loss, as `maskgen.train` does with `shift_consistency`."
+    order = -1   # before autocast and the other batch callbacks
+    def __init__(self,
+        weight:float, # the config's `shift_consistency`
+    ): self.weight, self.offset = weight, None
+    def before_batch(self):
+        self.offset = None
+        if not self.training: return
+        images, masks, self.offset = shifted_views(self.learn.xb[0], self.learn.yb[0])
+        self.learn.xb, self.learn.yb = (images,), (masks,)
+    def after_loss(self):
+        if self.offset is None: return
+        extra = self.weight * shift_consistency_loss(self.learn.pred, self.offset)
+        self.learn.loss_grad = self.learn.loss_grad + extra
+        self.learn.loss = self.learn.loss + extra.detach()
 
 # %% ../nbs/20_learner.ipynb #2a81ce07
 class CPUAutocast(Callback):
@@ -148,6 +167,7 @@ def mask_learner(
     model = EMAModel(Net(cfg['channels'], cfg), cfg['ema']).to(device)
     callbacks = [EMACallback(), EpochCrops(cfg['seed'])]
     if cfg['gradient_clip']: callbacks.append(GradientClip(cfg['gradient_clip']))
+    if cfg['shift_consistency']: callbacks.append(ShiftConsistency(cfg['shift_consistency']))
     learn = Learner(dls, model, loss_func=partial(segmentation_loss, kind=cfg['loss']),
                     opt_func=partial(OptimWrapper, opt=torch.optim.AdamW),
                     splitter=lambda m: [g['params'] for g in param_groups(m.net, 0.)],

@@ -19,8 +19,9 @@ from .settings import cpu_has_bf16
 # %% auto #0
 __all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'COMPILE_MIN_STEPS', 'is_int', 'is_number', 'train_config', 'seed_everything',
            'seed_worker', 'rng_state', 'set_rng_state', 'auto_num_workers', 'epoch_seed', 'make_loader', 'param_groups',
-           'warmup_cosine', 'segmentation_loss', 'probability_histograms', 'amp_settings', 'train_memory_format',
-           'use_compile', 'TrainState', 'make_train_state', 'train_step', 'validate', 'make_datasets']
+           'warmup_cosine', 'segmentation_loss', 'shifted_views', 'shift_consistency_loss', 'probability_histograms',
+           'amp_settings', 'train_memory_format', 'use_compile', 'TrainState', 'make_train_state', 'train_step',
+           'validate', 'make_datasets']
 
 # %% ../nbs/13_recipe.ipynb #b90fffe8
 TRAIN_KEYS = {  # required key: what it must be
@@ -38,7 +39,7 @@ TRAIN_KEYS = {  # required key: what it must be
     'epochs': "a positive integer, e.g. 100",
     'gradient_clip': "the gradient norm limit, a positive number, or null or 0 for none (the lab also calls it clip_grad)",
 }
-TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile='auto', device='auto', augment='basic', balance=False)
+TRAIN_DEFAULTS = dict(norm='global', seed=0, loss='bce', jitter=0.1, num_workers='auto', amp='auto', tensorboard=False, compile='auto', device='auto', augment='basic', balance=False, shift_consistency=0)
 
 # %% ../nbs/13_recipe.ipynb #188786df
 def is_int(x)->bool: return isinstance(x, int) and not isinstance(x, bool)
@@ -69,12 +70,14 @@ _CHECKS = {  # key: test of a valid value
     'device': lambda v: isinstance(v, str) and (v in ('auto', 'cpu', 'cuda', 'mps') or v.startswith('cuda:')),
     'augment': lambda v: v in ('basic', 'microscopy'),
     'balance': lambda v: isinstance(v, bool),
+    'shift_consistency': lambda v: is_number(v) and v >= 0,
 }
 _DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (tile-consistent, see maskgen.model)', seed="an integer >= 0", loss='"bce" or "bce+dice"', jitter='a number in [0, 1], the strength of the random gamma, contrast and brightness of training crops (maskgen.data.jitter_intensity)', num_workers='"auto" or an integer >= 0',
                       amp='"auto", "bf16", "fp16" or "off"', tensorboard="true or false", compile='"auto" (compile long runs on CPU and CUDA where a compiler is present; see maskgen.recipe.use_compile), true or false',
                       device='"auto", "cpu", "cuda", "cuda:N" or "mps"',
                       augment='"basic" (flips, rotations, intensity jitter) or "microscopy" (also scale, stain, illumination, blur and noise; maskgen.augment.augment_microscopy)',
-                      balance='true (each group of training images, the file stem before "__", gets the same share of crops) or false')
+                      balance='true (each group of training images, the file stem before "__", gets the same share of crops) or false',
+                      shift_consistency='a number >= 0, the weight of the shift-consistency loss (maskgen.recipe.shift_consistency_loss; 0 turns it off; e.g. 5)')
 
 # %% ../nbs/13_recipe.ipynb #02f9c01e
 def train_config(
@@ -93,6 +96,8 @@ def train_config(
                  for k, ok in _CHECKS.items() if k in cfg and not ok(cfg[k])]
     if problems: raise ValueError(f"The training config has {len(problems)} problem(s):\n" + '\n'.join(problems)
                                   + "\nFix these keys and run again (`maskgen train --dry-run` checks a config without training).")
+    if cfg['shift_consistency'] and cfg['img_size'] < 64:
+        raise ValueError(f"shift_consistency needs img_size >= 64 (its two views of a crop are img_size - 32 px); got img_size={cfg['img_size']}")
     unknown = sorted(set(cfg) - set(TRAIN_KEYS) - set(TRAIN_DEFAULTS))
     if unknown: warnings.warn(f"Config keys {unknown} are not used by maskgen.train; check them for typos")
     cfg['layers'] = list(cfg['layers'])
@@ -229,6 +234,28 @@ def segmentation_loss(
     elif kind != 'bce': raise ValueError(f"Unknown loss {kind!r}: use 'bce' or 'bce+dice'")
     return loss
 
+# %% ../nbs/13_recipe.ipynb #1f37f84a
+def shifted_views(
+    images:Tensor, # (N,C,S,S) crops
+    masks:Tensor,  # (N,1,S,S) their masks
+)->tuple[Tensor, Tensor, tuple[int, int]]:
+    "Two views of side S − 32 of every crop, the second moved by a random (dy, dx) in 1–31 px: (2N images, 2N masks, (dy, dx))."
+    S = images.shape[-1] - 32
+    dy, dx = (int(v) for v in torch.randint(1, 32, (2,)))
+    view = lambda t, y, x: t[..., y:y + S, x:x + S]
+    return (torch.cat([view(images, 0, 0), view(images, dy, dx)]), torch.cat([view(masks, 0, 0), view(masks, dy, dx)]), (dy, dx))
+
+def shift_consistency_loss(
+    logits:Tensor,            # (2N,1,S,S) model output on `shifted_views`' images
+    offset:tuple[int, int],   # their (dy, dx)
+)->Tensor:
+    "Mean squared difference of the two views' foreground probabilities over the pixels both see."
+    dy, dx = offset
+    first, second = torch.sigmoid(logits.float()).chunk(2)
+    S = first.shape[-1]
+    return F.mse_loss(first[..., dy:, dx:], second[..., :S - dy, :S - dx])
+
+
 # %% ../nbs/13_recipe.ipynb #828fcf52
 def probability_histograms(
     prob:Tensor,    # predicted foreground probabilities
@@ -347,14 +374,19 @@ def train_step(
     images:Tensor,    # (N,3,S,S) batch in [-1,1]
     masks:Tensor,     # (N,1,S,S) batch in {0,1}
 )->Tensor:
-    "One optimizer step on a batch; returns the detached loss."
+    "One optimizer step on a batch (as two shifted views of each crop with `shift_consistency`); returns the detached loss."
     images = images.to(state.device, non_blocking=True, memory_format=state.memory_format)
     masks = masks.to(state.device, non_blocking=True)
+    weight = state.config.get('shift_consistency') or 0
+    if weight:   # the views are taken on the device, after the pinned batch has been sent
+        images, masks, offset = shifted_views(images, masks)
+        images = images.contiguous(memory_format=state.memory_format)
     state.model.train()
     def forward_backward():
         with torch.autocast(state.device.type, dtype=state.amp_dtype or torch.float32, enabled=state.amp_dtype is not None):
             logits = state.forward(images)
         loss = segmentation_loss(logits, masks, state.config['loss'])
+        if weight: loss = loss + weight * shift_consistency_loss(logits, offset)
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         return loss

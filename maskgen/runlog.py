@@ -173,6 +173,8 @@ def explain_oom(
     except torch.OutOfMemoryError as e:
         bs, size = config['batch_size'], config['img_size']
         smaller = max(32, size // 2 // 32 * 32)
-        raise RuntimeError(f"Out of GPU memory while training with batch_size={bs} and img_size={size}. Lower batch_size "
+        views = (f" shift_consistency={config['shift_consistency']} trains two views of every crop, nearly twice the memory of a step without it."
+                 if config.get('shift_consistency') else '')
+        raise RuntimeError(f"Out of GPU memory while training with batch_size={bs} and img_size={size}.{views} Lower batch_size "
                            f"(e.g. to {max(1, bs // 2)}) or img_size (e.g. to {smaller}) in the config, or set amp to 'auto'; "
                            f"then continue with resume_from=<checkpoint_dir>/last.pth. ({str(e).splitlines()[0][:200]})") from None
