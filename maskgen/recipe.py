@@ -96,8 +96,8 @@ def train_config(
                  for k, ok in _CHECKS.items() if k in cfg and not ok(cfg[k])]
     if problems: raise ValueError(f"The training config has {len(problems)} problem(s):\n" + '\n'.join(problems)
                                   + "\nFix these keys and run again (`maskgen train --dry-run` checks a config without training).")
-    if cfg['shift_consistency'] and cfg['img_size'] < 64:
-        raise ValueError(f"shift_consistency needs img_size >= 64 (its two views of a crop are img_size - 32 px); got img_size={cfg['img_size']}")
+    if cfg['shift_consistency'] and cfg['img_size'] < 96:
+        raise ValueError(f"shift_consistency needs img_size >= 96 (its two views of a crop are img_size - 32 px, moved by up to 32 px); got img_size={cfg['img_size']}")
     unknown = sorted(set(cfg) - set(TRAIN_KEYS) - set(TRAIN_DEFAULTS))
     if unknown: warnings.warn(f"Config keys {unknown} are not used by maskgen.train; check them for typos")
     cfg['layers'] = list(cfg['layers'])
@@ -239,9 +239,10 @@ def shifted_views(
     images:Tensor, # (N,C,S,S) crops
     masks:Tensor,  # (N,1,S,S) their masks
 )->tuple[Tensor, Tensor, tuple[int, int]]:
-    "Two views of side S − 32 of every crop, the second moved by a random (dy, dx) in 1–31 px: (2N images, 2N masks, (dy, dx))."
+    "Two views of side S − 32 of every crop, the second moved by (dy, dx), each a whole grid step (32 px) or 1–31 px at even odds: (2N images, 2N masks, (dy, dx))."
     S = images.shape[-1] - 32
-    dy, dx = (int(v) for v in torch.randint(1, 32, (2,)))
+    on_grid, off_grid = torch.rand(2) < 0.5, torch.randint(1, 32, (2,))
+    dy, dx = (32 if g else int(o) for g, o in zip(on_grid, off_grid))
     view = lambda t, y, x: t[..., y:y + S, x:x + S]
     return (torch.cat([view(images, 0, 0), view(images, dy, dx)]), torch.cat([view(masks, 0, 0), view(masks, dy, dx)]), (dy, dx))
 
