@@ -17,11 +17,11 @@ from .metrics import dice_iou
 from .settings import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'COMPILE_MIN_STEPS', 'is_int', 'is_number', 'train_config', 'seed_everything',
-           'seed_worker', 'rng_state', 'set_rng_state', 'auto_num_workers', 'epoch_seed', 'make_loader', 'param_groups',
-           'warmup_cosine', 'segmentation_loss', 'shifted_views', 'shift_consistency_loss', 'probability_histograms',
-           'amp_settings', 'train_memory_format', 'use_compile', 'TrainState', 'make_train_state', 'train_step',
-           'validate', 'make_datasets']
+__all__ = ['TRAIN_KEYS', 'TRAIN_DEFAULTS', 'SHIFT_CONSISTENCY_MIN_SIZE', 'COMPILE_MIN_STEPS', 'is_int', 'is_number',
+           'train_config', 'seed_everything', 'seed_worker', 'rng_state', 'set_rng_state', 'auto_num_workers',
+           'epoch_seed', 'make_loader', 'param_groups', 'warmup_cosine', 'segmentation_loss', 'shifted_views',
+           'shift_consistency_loss', 'probability_histograms', 'amp_settings', 'train_memory_format', 'use_compile',
+           'TrainState', 'make_train_state', 'train_step', 'validate', 'make_datasets']
 
 # %% ../nbs/13_recipe.ipynb #b90fffe8
 TRAIN_KEYS = {  # required key: what it must be
@@ -80,6 +80,8 @@ _DEFAULT_HINTS = dict(norm='"global" (the lab\'s GroupNorm and GRN) or "local" (
                       shift_consistency='a number >= 0, the weight of the shift-consistency loss (maskgen.recipe.shift_consistency_loss; 0 turns it off; e.g. 5)')
 
 # %% ../nbs/13_recipe.ipynb #02f9c01e
+SHIFT_CONSISTENCY_MIN_SIZE = 96   # the smallest img_size with shift_consistency: views of img_size - 32, moved by up to 32 px, still overlap
+
 def train_config(
     config:dict, # the lab's training config, plus optional maskgen keys (see `TRAIN_DEFAULTS`)
 )->dict:
@@ -96,8 +98,8 @@ def train_config(
                  for k, ok in _CHECKS.items() if k in cfg and not ok(cfg[k])]
     if problems: raise ValueError(f"The training config has {len(problems)} problem(s):\n" + '\n'.join(problems)
                                   + "\nFix these keys and run again (`maskgen train --dry-run` checks a config without training).")
-    if cfg['shift_consistency'] and cfg['img_size'] < 96:
-        raise ValueError(f"shift_consistency needs img_size >= 96 (its two views of a crop are img_size - 32 px, moved by up to 32 px); got img_size={cfg['img_size']}")
+    if cfg['shift_consistency'] and cfg['img_size'] < SHIFT_CONSISTENCY_MIN_SIZE:
+        raise ValueError(f"shift_consistency needs img_size >= {SHIFT_CONSISTENCY_MIN_SIZE} (its two views of a crop are img_size - 32 px, moved by up to 32 px); got img_size={cfg['img_size']}")
     unknown = sorted(set(cfg) - set(TRAIN_KEYS) - set(TRAIN_DEFAULTS))
     if unknown: warnings.warn(f"Config keys {unknown} are not used by maskgen.train; check them for typos")
     cfg['layers'] = list(cfg['layers'])

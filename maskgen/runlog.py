@@ -172,7 +172,8 @@ def explain_oom(
     try: yield
     except torch.OutOfMemoryError as e:
         bs, size = config['batch_size'], config['img_size']
-        smaller = max(96 if config.get('shift_consistency') else 32, size // 2 // 32 * 32)   # shift_consistency needs 96
+        from maskgen.recipe import SHIFT_CONSISTENCY_MIN_SIZE
+        smaller = max(SHIFT_CONSISTENCY_MIN_SIZE if config.get('shift_consistency') else 32, size // 2 // 32 * 32)
         views = (f" shift_consistency={config['shift_consistency']} trains two views of every crop, nearly twice the memory of a step without it."
                  if config.get('shift_consistency') else '')
         raise RuntimeError(f"Out of GPU memory while training with batch_size={bs} and img_size={size}.{views} Lower batch_size "
