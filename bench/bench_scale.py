@@ -1,8 +1,8 @@
 """Does the embedded default model gain from seeing an image at another scale? Dice on real validation images, per scale.
 
 For every real validation image (the validation split of `maskgen.default_model.real_pairs`, never trained on), the image is
-resized by each factor of `--scales` (bilinear, antialiased when shrinking; integer images stay integers), masked whole
-(`strategy='whole'`), and its probabilities resized back to the image's size; the mask is the probability (or the mean of
+normalized as at its own size, resized by each factor of `--scales` (bilinear, antialiased when shrinking), run whole and
+its logits resized back to the image's size, as the `downsample` strategy does (`MaskGenerator._resized_logits`); the mask is the probability (or the mean of
 the probabilities of several scales, `--combos`) above the model's threshold. Prints the mean Dice per modality and the Dice
 per image as JSON; `--out FILE` also writes it. The model card's *Limits* cite it.
 
@@ -14,23 +14,14 @@ import numpy as np
 from bench_tile_grid import cpu_name   # the sibling script's: this one runs as python bench/bench_scale.py
 
 
-def resized(img:np.ndarray, factor:float)->np.ndarray:
-    "`img` ((H,W) or (H,W,C)) resized by `factor`, bilinear (antialiased when shrinking), in its own dtype."
-    import torch, torch.nn.functional as F
-    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-    r = F.interpolate(t, scale_factor=factor, mode='bilinear', align_corners=False, antialias=factor < 1)[0]
-    r = (r[0] if img.ndim == 2 else r.permute(1, 2, 0)).numpy()
-    if np.issubdtype(img.dtype, np.integer): r = np.clip(np.round(r), np.iinfo(img.dtype).min, np.iinfo(img.dtype).max)
-    return r.astype(img.dtype)
-
-
 def probability_at(gen, img:np.ndarray, factor:float)->np.ndarray:
-    "The whole-image probability of `img` seen at `factor` times its size, resized back to (H, W)."
+    "The probability (H,W) of `img` run whole at `factor` times its size and scaled back, as `strategy='downsample'` runs it."
+    import torch
+    from maskgen.io import intensity_range, normalize_tile
     if factor == 1: return gen.predict_probability(img, 'whole', progress=False)
-    import torch, torch.nn.functional as F
-    p = gen.predict_probability(resized(img, factor), 'whole', progress=False)
-    return F.interpolate(torch.from_numpy(np.ascontiguousarray(p))[None, None], size=img.shape[:2], mode='bilinear', align_corners=False)[0, 0].numpy()
+    H, W = img.shape[:2]
+    x = torch.from_numpy(normalize_tile(img, intensity_range(img)))[None]   # normalized as at 1x, then resized
+    return torch.sigmoid(gen._resized_logits(x, (round(H * factor), round(W * factor))))[0, 0].numpy()
 
 
 def main():
@@ -46,11 +37,12 @@ def main():
     from maskgen import MaskGenerator
     from maskgen.data import read_mask
     from maskgen.default_model import real_pairs
+    from maskgen.generator import check_threshold
     from maskgen.io import read_image
     from maskgen.metrics import mask_metrics
     if args.threads: torch.set_num_threads(args.threads)
     gen = MaskGenerator(args.weights, device='cpu', backend='torch')
-    thr = gen.threshold if gen.threshold is not None else 0.5
+    thr = check_threshold('auto', gen)
     combos = {c: [float(s) for s in c.split('+')] for c in args.combos}
     needed = sorted(set(args.scales) | {s for ss in combos.values() for s in ss})
     rows, t0 = [], time.perf_counter()

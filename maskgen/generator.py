@@ -231,6 +231,17 @@ def _whole_logits(self:MaskGenerator, x:torch.Tensor)->torch.Tensor:
     return self._logits(padded)
 
 @patch
+def _resized_logits(self:MaskGenerator,
+    x:torch.Tensor, # (1,3,H,W) normalized input
+    size:tuple,     # (h, w) to run it at
+)->torch.Tensor:
+    "Logits (1,1,H,W) of `x` run at `size` and scaled back to (H, W): the `downsample` strategy, which benches also run at other scales."
+    H, W = x.shape[-2:]
+    small = F.interpolate(x, size=size, mode='bilinear', antialias=size[0] < H or size[1] < W, align_corners=False)
+    logits = self._whole_logits(small)[..., :size[0], :size[1]].float().cpu()
+    return F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
+
+@patch
 def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=None, out:np.ndarray|None=None)->np.ndarray:
     "Foreground probability (H,W) float32 of `img`, read already, with the parsed strategy `s`."
     H, W = img.shape[:2]
@@ -244,10 +255,7 @@ def _probability(self:MaskGenerator, img:np.ndarray, s:dict, progress:bool|None=
     x = torch.from_numpy(normalize_tile(img, vr))[None]
     if s['name'] == 'downsample' and max(H, W) > s['max_dim']:
         scale = s['max_dim'] / max(H, W)
-        small = F.interpolate(x, size=(max(1, round(H * scale)), max(1, round(W * scale))), mode='bilinear', antialias=True, align_corners=False)
-        logits = self._whole_logits(small)[..., :small.shape[-2], :small.shape[-1]].float().cpu()
-        logits = F.interpolate(logits, size=(H, W), mode='bilinear', align_corners=False)
-        out[:] = torch.sigmoid(logits)[0, 0].numpy()
+        out[:] = torch.sigmoid(self._resized_logits(x, (max(1, round(H * scale)), max(1, round(W * scale)))))[0, 0].numpy()
     else: out[:] = torch.sigmoid(self._whole_logits(x).float()).cpu()[0, 0, :H, :W].numpy()   # as a tile: sigmoid, then crop
     return out
 
